@@ -1,0 +1,1507 @@
+/* Client: one per storage. Builds S3 requests, runs them through the transfer
+ * pool with the GIL released, and maps the replies to Python objects.
+ *
+ * Inputs are copied into C memory (or held as Py_buffer views) before the GIL is
+ * released; results are built into Python objects after it is taken back. The
+ * signing-key cache is the only state shared between threads besides the pool,
+ * and it has its own mutex. */
+#include "module.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "buf.h"
+#include "gzip.h"
+#include "sigv4.h"
+#include "transfer.h"
+#include "xml.h"
+
+typedef struct {
+    PyObject_HEAD
+    s3_state *st;           /* valid while the type (and so the module) lives */
+    char *endpoint;         /* scheme://host[:port][/path], no trailing slash */
+    char *bucket;
+    char *region;
+    char *access_key;       /* NULL: anonymous, requests go unsigned */
+    char *secret_key;
+    char *session_token;
+    char *base;             /* the URL of the bucket, ending in "/" */
+    char *ca_bundle;
+    int virtual_host;
+    int https;
+    int max_attempts;
+    xfer_opts opts;
+    xfer_pool pool;
+    pthread_mutex_t key_lock;
+    sigv4_key_cache key_cache;
+    int ready;
+} Client;
+
+/* ---- construction -------------------------------------------------------- */
+
+static char *
+dup_str(const char *s)
+{
+    size_t n;
+    char *p;
+
+    if (s == NULL)
+        return NULL;
+    n = strlen(s);
+    p = malloc(n + 1);
+    if (p)
+        memcpy(p, s, n + 1);
+    return p;
+}
+
+static void
+free_secret(char **s)
+{
+    if (*s) {
+        OPENSSL_cleanse(*s, strlen(*s));
+        free(*s);
+        *s = NULL;
+    }
+}
+
+/* Buckets that can be a DNS label: lower-case letters, digits and hyphens (dots
+ * break TLS wildcard certificates, so they go path-style). */
+static int
+dns_compatible(const char *b)
+{
+    size_t n = strlen(b), i;
+
+    if (n < 3 || n > 63 || b[0] == '-' || b[n - 1] == '-')
+        return 0;
+    for (i = 0; i < n; i++)
+        if (!((b[i] >= 'a' && b[i] <= 'z') || (b[i] >= '0' && b[i] <= '9') || b[i] == '-'))
+            return 0;
+    return 1;
+}
+
+static int
+client_init(PyObject *self_, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"bucket", "endpoint_url", "region", "access_key", "secret_key",
+                             "session_token", "addressing_style", "connect_timeout",
+                             "read_timeout", "max_connections", "max_attempts", "verify",
+                             "ca_bundle", NULL};
+    Client *self = (Client *)self_;
+    const char *bucket, *endpoint = NULL, *region = "us-east-1", *access = NULL,
+                        *secret = NULL, *token = NULL, *style = "auto", *ca = NULL;
+    double connect_timeout = 60.0, read_timeout = 60.0;
+    int max_connections = 10, max_attempts = 3, verify = 1;
+    buf_t b = BUF_INIT;
+    sigv4_url u;
+    size_t n;
+    int rc = -1;
+
+    if (self->ready) {
+        PyErr_SetString(PyExc_RuntimeError, "Client is already initialised");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|$zszzzsddiipz", kwlist, &bucket, &endpoint,
+                                     &region, &access, &secret, &token, &style,
+                                     &connect_timeout, &read_timeout, &max_connections,
+                                     &max_attempts, &verify, &ca))
+        return -1;
+    if (bucket[0] == '\0' || strchr(bucket, '/')) {
+        PyErr_SetString(PyExc_ValueError, "bucket must be a bucket name, without '/'");
+        return -1;
+    }
+    if (region[0] == '\0' || strchr(region, '/')) {
+        PyErr_SetString(PyExc_ValueError, "region must be a region name such as 'us-east-1'");
+        return -1;
+    }
+    if ((access == NULL) != (secret == NULL)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "access_key and secret_key go together: give both or neither");
+        return -1;
+    }
+    if (strcmp(style, "auto") != 0 && strcmp(style, "path") != 0 &&
+        strcmp(style, "virtual") != 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "addressing_style must be 'auto', 'path' or 'virtual'");
+        return -1;
+    }
+    if (!(connect_timeout > 0) || !(read_timeout > 0) || max_connections < 1 ||
+        max_connections > 1000 || max_attempts < 1 || max_attempts > 20) {
+        PyErr_SetString(PyExc_ValueError,
+                        "timeouts must be positive, max_connections 1 to 1000 and "
+                        "max_attempts 1 to 20");
+        return -1;
+    }
+    if (endpoint) {
+        if (sigv4_split_url(endpoint, &u) < 0 || u.query_len) {
+            PyErr_Format(PyExc_ValueError, "endpoint_url must be http(s)://host[:port], not %R",
+                         PyTuple_GET_SIZE(args) > 1 ? PyTuple_GET_ITEM(args, 1) : Py_None);
+            return -1;
+        }
+        n = strlen(endpoint);
+        while (n > 0 && endpoint[n - 1] == '/')
+            n--;
+        if (buf_append(&b, endpoint, n) < 0)
+            goto nomem;
+    } else if (buf_printf(&b, "https://s3.%s.amazonaws.com", region) < 0) {
+        goto nomem;
+    }
+    self->endpoint = dup_str(b.data);
+    self->bucket = dup_str(bucket);
+    self->region = dup_str(region);
+    self->access_key = dup_str(access);
+    self->secret_key = dup_str(secret);
+    self->session_token = token && token[0] ? dup_str(token) : NULL;
+    self->ca_bundle = dup_str(ca);
+    if (!self->endpoint || !self->bucket || !self->region || (access && !self->access_key) ||
+        (secret && !self->secret_key) || (token && token[0] && !self->session_token) ||
+        (ca && !self->ca_bundle))
+        goto nomem;
+    self->https = strncasecmp(self->endpoint, "https:", 6) == 0;
+    if (strcmp(style, "virtual") == 0)
+        self->virtual_host = 1;
+    else if (strcmp(style, "auto") == 0)
+        self->virtual_host = endpoint == NULL && dns_compatible(bucket);
+    /* the bucket's URL */
+    buf_clear(&b);
+    sigv4_split_url(self->endpoint, &u);
+    if (self->virtual_host) {
+        if (buf_append(&b, u.scheme, u.scheme_len) < 0 || buf_puts(&b, "://") < 0 ||
+            buf_puts(&b, bucket) < 0 || buf_putc(&b, '.') < 0 ||
+            buf_append(&b, u.host, u.host_len) < 0 ||
+            (u.path_given && buf_append(&b, u.path, u.path_len) < 0) || buf_putc(&b, '/') < 0)
+            goto nomem;
+    } else if (buf_puts(&b, self->endpoint) < 0 || buf_putc(&b, '/') < 0 ||
+               buf_append_uri(&b, bucket, strlen(bucket), 0) < 0 || buf_putc(&b, '/') < 0) {
+        goto nomem;
+    }
+    self->base = dup_str(b.data);
+    if (self->base == NULL)
+        goto nomem;
+    self->max_attempts = max_attempts;
+    self->opts.connect_timeout_ms = (long)(connect_timeout * 1000.0);
+    if (self->opts.connect_timeout_ms < 1)
+        self->opts.connect_timeout_ms = 1;
+    self->opts.read_timeout_s = (long)(read_timeout + 0.999);
+    self->opts.verify = verify;
+    self->opts.ca_bundle = self->ca_bundle;
+    if (xfer_pool_init(&self->pool, max_connections) < 0)
+        goto nomem;
+    pthread_mutex_init(&self->key_lock, NULL);
+    sigv4_cache_reset(&self->key_cache);
+    self->ready = 1;
+    rc = 0;
+    goto done;
+nomem:
+    PyErr_NoMemory();
+done:
+    buf_free(&b);
+    return rc;
+}
+
+static PyObject *
+client_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    Client *self;
+
+    (void)args; (void)kw;
+    self = (Client *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->st = (s3_state *)PyType_GetModuleState(type);
+    if (self->st == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+client_dealloc(PyObject *self_)
+{
+    Client *self = (Client *)self_;
+    PyTypeObject *tp = Py_TYPE(self_);
+
+    if (self->ready) {
+        xfer_pool_destroy(&self->pool);
+        pthread_mutex_destroy(&self->key_lock);
+        sigv4_cache_reset(&self->key_cache);
+    }
+    free(self->endpoint);
+    free(self->bucket);
+    free(self->region);
+    free(self->base);
+    free(self->ca_bundle);
+    free_secret(&self->access_key);
+    free_secret(&self->secret_key);
+    free_secret(&self->session_token);
+    tp->tp_free(self_);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+client_repr(PyObject *self_)
+{
+    Client *self = (Client *)self_;
+
+    /* never the credentials */
+    return PyUnicode_FromFormat("<Client bucket=%s endpoint=%s region=%s %s>", self->bucket,
+                                self->endpoint, self->region,
+                                self->access_key ? "signed" : "anonymous");
+}
+
+static int
+check_ready(Client *self)
+{
+    if (!self->ready) {
+        PyErr_SetString(PyExc_RuntimeError, "Client.__init__ was not called");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- one S3 call --------------------------------------------------------- */
+
+enum { SINK_BUFFER, SINK_LIST, SINK_GUNZIP };
+
+#define CALL_MAX_HEADERS 40
+
+typedef struct {
+    Client *client;
+    const char *method;
+    buf_t url;
+    char *key;                       /* for messages; NULL for bucket calls */
+    char *hname[CALL_MAX_HEADERS];   /* malloc'ed copies */
+    char *hvalue[CALL_MAX_HEADERS];
+    int nh;
+    Py_buffer body;
+    int has_body;
+    int sink_kind;
+    int reply_on_success;            /* CopyObject: a 200 may carry an Error document */
+    /* sinks */
+    xml_list list;
+    int list_ready;
+    gz_stream gz;
+    int gz_checked;                  /* the first body byte has been seen */
+    buf_t out;
+    const char *sink_error;
+    /* results */
+    xfer_request req;
+    xml_reply reply;
+    int have_reply;
+    int transport_failed;
+    int ok;
+    const char *local_error;         /* out of memory and the like */
+} s3_call;
+
+static void
+call_init(s3_call *k, Client *c, const char *method)
+{
+    memset(k, 0, sizeof(*k));
+    k->client = c;
+    k->method = method;
+}
+
+static void
+call_free(s3_call *k)
+{
+    int i;
+
+    for (i = 0; i < k->nh; i++) {
+        free(k->hname[i]);
+        free(k->hvalue[i]);
+    }
+    free(k->key);
+    buf_free(&k->url);
+    if (k->has_body)
+        PyBuffer_Release(&k->body);
+    if (k->list_ready)
+        xml_list_free(&k->list);
+    gz_end(&k->gz);
+    buf_free(&k->out);
+    xfer_request_free(&k->req);
+}
+
+static int
+call_add_header(s3_call *k, const char *name, const char *value, size_t value_len)
+{
+    char *v;
+
+    if (k->nh >= CALL_MAX_HEADERS) {
+        PyErr_SetString(PyExc_ValueError, "too many headers");
+        return -1;
+    }
+    if (memchr(value, '\n', value_len) || memchr(value, '\r', value_len) ||
+        memchr(value, '\0', value_len)) {
+        PyErr_Format(PyExc_ValueError, "the %s header may not contain line breaks", name);
+        return -1;
+    }
+    v = malloc(value_len + 1);
+    if (v == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(v, value, value_len);
+    v[value_len] = '\0';
+    k->hname[k->nh] = dup_str(name);
+    k->hvalue[k->nh] = v;
+    if (k->hname[k->nh] == NULL) {
+        free(v);
+        PyErr_NoMemory();
+        return -1;
+    }
+    k->nh++;
+    return 0;
+}
+
+static int
+call_set_key(s3_call *k, PyObject *key)
+{
+    const char *s;
+    Py_ssize_t n;
+
+    if (!PyUnicode_Check(key)) {
+        PyErr_SetString(PyExc_TypeError, "key must be str");
+        return -1;
+    }
+    s = PyUnicode_AsUTF8AndSize(key, &n);
+    if (s == NULL)
+        return -1;
+    if (n == 0 || n > 1024) {
+        PyErr_SetString(PyExc_ValueError, "an S3 key is 1 to 1024 bytes of UTF-8");
+        return -1;
+    }
+    k->key = malloc((size_t)n + 1);
+    if (k->key == NULL ||
+        buf_puts(&k->url, k->client->base) < 0 || buf_append_uri(&k->url, s, (size_t)n, 1) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(k->key, s, (size_t)n + 1);
+    return 0;
+}
+
+/* sinks: called from the curl write callback, without the GIL */
+
+static int
+sink_list(void *ud, const char *p, size_t n)
+{
+    s3_call *k = ud;
+
+    if (xml_sax_feed(&k->list.sax, p, n) < 0) {
+        k->sink_error = k->list.sax.error;
+        return -1;
+    }
+    return 0;
+}
+
+static int
+sink_gunzip(void *ud, const char *p, size_t n)
+{
+    s3_call *k = ud;
+
+    if (!k->gz_checked) {
+        size_t len = 0;
+        const char *enc = xfer_header(&k->req, "content-encoding", &len);
+        k->gz_checked = 1;
+        if (enc && len == 4 && strncasecmp(enc, "gzip", 4) == 0 && gz_inflate_init(&k->gz) < 0) {
+            k->sink_error = k->gz.error;
+            return -1;
+        }
+    }
+    if (k->gz.active) {
+        if (gz_feed(&k->gz, p, n, 0, &k->out) < 0) {
+            k->sink_error = k->gz.error;
+            return -1;
+        }
+        return 0;
+    }
+    return buf_append(&k->out, p, n);
+}
+
+/* Back to the state before the first byte: every attempt starts clean. */
+static int
+sink_reset(s3_call *k)
+{
+    k->sink_error = NULL;
+    buf_clear(&k->out);
+    if (k->sink_kind == SINK_LIST) {
+        if (k->list_ready)
+            xml_list_free(&k->list);
+        k->list_ready = 0;
+        if (xml_list_init(&k->list) < 0)
+            return -1;
+        k->list_ready = 1;
+        k->req.sink = sink_list;
+        k->req.sink_ud = k;
+    } else if (k->sink_kind == SINK_GUNZIP) {
+        gz_end(&k->gz);
+        k->gz_checked = 0;
+        k->req.sink = sink_gunzip;
+        k->req.sink_ud = k;
+    }
+    return 0;
+}
+
+static int
+sink_finish(s3_call *k)
+{
+    if (k->sink_kind == SINK_LIST && xml_sax_finish(&k->list.sax) < 0) {
+        k->sink_error = k->list.sax.error;
+        return -1;
+    }
+    if (k->sink_kind == SINK_GUNZIP && k->gz.active && gz_feed(&k->gz, "", 0, 1, &k->out) < 0) {
+        k->sink_error = k->gz.error;
+        return -1;
+    }
+    return 0;
+}
+
+static struct curl_slist *
+slist_add(struct curl_slist *l, const char *name, const char *value, int *failed)
+{
+    buf_t line = BUF_INIT;
+    struct curl_slist *n;
+
+    if (*failed)
+        return l;
+    if (buf_puts(&line, name) < 0 || buf_puts(&line, ": ") < 0 || buf_puts(&line, value) < 0) {
+        *failed = 1;
+        buf_free(&line);
+        return l;
+    }
+    n = curl_slist_append(l, line.data);
+    buf_free(&line);
+    if (n == NULL) {
+        *failed = 1;
+        return l;
+    }
+    return n;
+}
+
+/* The headers of one attempt, signed at the time of that attempt. */
+static struct curl_slist *
+build_headers(s3_call *k, const char *payload_hash)
+{
+    Client *c = k->client;
+    sigv4_header h[CALL_MAX_HEADERS + 4];
+    sigv4_ctx ctx;
+    sigv4_url u;
+    buf_t host = BUF_INIT, auth = BUF_INIT;
+    struct curl_slist *l = NULL;
+    size_t nh = 0;
+    int i, failed = 0, rc;
+
+    if (sigv4_split_url(k->url.data, &u) < 0 || buf_append(&host, u.host, u.host_len) < 0)
+        goto fail;
+    l = slist_add(l, "Host", host.data, &failed);
+    for (i = 0; i < k->nh; i++) {
+        l = slist_add(l, k->hname[i], k->hvalue[i], &failed);
+        h[nh++] = (sigv4_header){k->hname[i], strlen(k->hname[i]), k->hvalue[i],
+                                 strlen(k->hvalue[i])};
+    }
+    /* no 100-continue round trip (and no RGW stall after a refused PUT) */
+    if (k->has_body || strcmp(k->method, "PUT") == 0 || strcmp(k->method, "POST") == 0)
+        l = slist_add(l, "Expect", "", &failed);
+    if (c->access_key) {
+        memset(&ctx, 0, sizeof(ctx));
+        ctx.md = c->st->sha256;
+        ctx.access_key = c->access_key;
+        ctx.secret_key = c->secret_key;
+        ctx.session_token = c->session_token;
+        ctx.region = c->region;
+        ctx.service = "s3";
+        ctx.cache = &c->key_cache;
+        sigv4_format_date(time(NULL), ctx.amz_date);
+        h[nh++] = (sigv4_header){"host", 4, host.data, host.len};
+        h[nh++] = (sigv4_header){"x-amz-date", 10, ctx.amz_date, SIGV4_DATE_LEN};
+        h[nh++] = (sigv4_header){"x-amz-content-sha256", 20, payload_hash,
+                                 strlen(payload_hash)};
+        if (c->session_token)
+            h[nh++] = (sigv4_header){"x-amz-security-token", 20, c->session_token,
+                                     strlen(c->session_token)};
+        pthread_mutex_lock(&c->key_lock);
+        rc = sigv4_authorization(&ctx, k->method, &u, h, nh, payload_hash, &auth);
+        pthread_mutex_unlock(&c->key_lock);
+        if (rc < 0)
+            goto fail;
+        l = slist_add(l, "x-amz-date", ctx.amz_date, &failed);
+        l = slist_add(l, "x-amz-content-sha256", payload_hash, &failed);
+        if (c->session_token)
+            l = slist_add(l, "x-amz-security-token", c->session_token, &failed);
+        l = slist_add(l, "Authorization", auth.data, &failed);
+    }
+    if (failed)
+        goto fail;
+    buf_free(&host);
+    buf_free(&auth);
+    return l;
+fail:
+    curl_slist_free_all(l);
+    buf_free(&host);
+    buf_free(&auth);
+    return NULL;
+}
+
+/* Runs the call with retries. No GIL here: only C memory is touched. */
+static void
+call_run(s3_call *k)
+{
+    Client *c = k->client;
+    char payload_hash[65];
+    struct curl_slist *headers;
+    int attempt, rc;
+
+    if (k->has_body && !c->https) {
+        /* over plain HTTP the body is signed; TLS protects it otherwise */
+        if (sigv4_sha256_hex(c->st->sha256, k->body.buf, (size_t)k->body.len, payload_hash) < 0) {
+            k->local_error = "cannot hash the request body";
+            return;
+        }
+    } else if (k->has_body) {
+        strcpy(payload_hash, SIGV4_UNSIGNED);
+    } else {
+        strcpy(payload_hash, SIGV4_EMPTY_SHA256);
+    }
+    k->req.method = k->method;
+    k->req.url = k->url.data;
+    if (k->has_body) {
+        k->req.body = k->body.buf;
+        k->req.body_len = (size_t)k->body.len;
+    }
+    for (attempt = 1;; attempt++) {
+        k->have_reply = 0;
+        k->transport_failed = 0;
+        if (sink_reset(k) < 0 || (headers = build_headers(k, payload_hash)) == NULL) {
+            k->local_error = "out of memory";
+            return;
+        }
+        k->req.headers = headers;
+        rc = xfer_perform(&c->pool, &c->opts, &k->req);
+        k->req.headers = NULL;
+        curl_slist_free_all(headers);
+        if (rc < 0) {
+            if (k->req.sink_failed)
+                return;   /* the reply itself was bad: k->sink_error says how */
+            k->transport_failed = 1;
+            if (attempt < c->max_attempts && xfer_retryable(&k->req, 1, NULL)) {
+                xfer_backoff(attempt);
+                continue;
+            }
+            return;
+        }
+        if (k->req.status >= 200 && k->req.status < 300) {
+            if (sink_finish(k) < 0)
+                return;
+            if (!k->reply_on_success) {
+                k->ok = 1;
+                return;
+            }
+            if (xml_parse_reply(k->req.body_out.data ? k->req.body_out.data : "",
+                                k->req.body_out.len, &k->reply, &k->sink_error) < 0)
+                return;
+            k->have_reply = 1;
+            if (strcmp(k->reply.root, "Error") != 0) {
+                k->ok = 1;
+                return;
+            }
+        } else if (k->req.body_out.len > 0) {
+            const char *ignored;
+            k->have_reply = xml_parse_reply(k->req.body_out.data, k->req.body_out.len,
+                                            &k->reply, &ignored) == 0;
+        }
+        if (attempt < c->max_attempts &&
+            xfer_retryable(&k->req, 0, k->have_reply ? k->reply.code : NULL)) {
+            xfer_backoff(attempt);
+            continue;
+        }
+        return;
+    }
+}
+
+static const char *
+status_code_name(long status)
+{
+    switch (status) {
+    case 301: return "PermanentRedirect";
+    case 304: return "NotModified";
+    case 400: return "BadRequest";
+    case 403: return "AccessDenied";
+    case 404: return "NotFound";
+    case 405: return "MethodNotAllowed";
+    case 412: return "PreconditionFailed";
+    case 416: return "InvalidRange";
+    case 500: return "InternalError";
+    case 503: return "ServiceUnavailable";
+    default: return "HTTPError";
+    }
+}
+
+/* With the GIL: turns a failed call into the exception it deserves. */
+static PyObject *
+call_raise(s3_call *k)
+{
+    Client *c = k->client;
+    s3_state *st = c->st;
+    char reqid[128] = "";
+    const char *code, *msg;
+    size_t len = 0;
+    const char *h;
+    buf_t m = BUF_INIT;
+    PyObject *res;
+
+    if (k->local_error) {
+        if (strcmp(k->local_error, "out of memory") == 0)
+            return PyErr_NoMemory();
+        return s3_raise(st, 0, "ClientError", k->local_error, NULL, c->bucket, k->key);
+    }
+    if (k->transport_failed) {
+        code = k->req.curl_rc == CURLE_OPERATION_TIMEDOUT ? "Timeout"
+               : (k->req.curl_rc == CURLE_COULDNT_CONNECT ||
+                  k->req.curl_rc == CURLE_COULDNT_RESOLVE_HOST)
+                   ? "EndpointConnectionError"
+                   : "TransportError";
+        if (buf_printf(&m, "%s %s failed: %s", k->method, c->endpoint, k->req.errbuf) < 0)
+            return PyErr_NoMemory();
+        res = s3_raise(st, 0, code, m.data, NULL, c->bucket, k->key);
+        buf_free(&m);
+        return res;
+    }
+    if (k->sink_error && !(k->have_reply && strcmp(k->reply.root, "Error") == 0))
+        return s3_raise(st, (int)k->req.status, "InvalidReply", k->sink_error, NULL, c->bucket,
+                        k->key);
+    h = xfer_header(&k->req, "x-amz-request-id", &len);
+    if (h && len < sizeof(reqid)) {
+        memcpy(reqid, h, len);
+        reqid[len] = '\0';
+    }
+    if (k->have_reply && k->reply.code[0]) {
+        code = k->reply.code;
+        msg = k->reply.message;
+        if (k->reply.request_id[0])
+            return s3_raise(st, (int)k->req.status, code, msg, k->reply.request_id, c->bucket,
+                            k->key);
+    } else {
+        code = status_code_name(k->req.status);
+        msg = NULL;
+    }
+    return s3_raise(st, (int)k->req.status, code, msg, reqid, c->bucket, k->key);
+}
+
+static int
+call_perform(s3_call *k)
+{
+    Py_BEGIN_ALLOW_THREADS
+    call_run(k);
+    Py_END_ALLOW_THREADS
+    if (!k->ok) {
+        call_raise(k);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- results --------------------------------------------------------------- */
+
+static int
+dict_set_take(PyObject *d, const char *name, PyObject *v)
+{
+    int rc;
+
+    if (v == NULL)
+        return -1;
+    rc = PyDict_SetItemString(d, name, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+static PyObject *
+str_n(const char *p, size_t n)
+{
+    return PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, "replace");
+}
+
+/* ISO 8601 as S3 writes it in listings, "2009-10-12T17:50:30.000Z", to epoch seconds. */
+static double
+iso_epoch(const char *p, size_t n)
+{
+    char tmp[40];
+    struct tm tm;
+    int y, mo, d, h, mi;
+    double s;
+
+    if (n == 0 || n >= sizeof(tmp))
+        return 0.0;
+    memcpy(tmp, p, n);
+    tmp[n] = '\0';
+    memset(&tm, 0, sizeof(tm));
+    if (sscanf(tmp, "%d-%d-%dT%d:%d:%lf", &y, &mo, &d, &h, &mi, &s) != 6)
+        return 0.0;
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = 0;
+    return (double)timegm(&tm) + s;
+}
+
+typedef struct {
+    const char *header;
+    const char *key;
+    int kind;   /* 0 str, 1 int, 2 HTTP date as epoch seconds */
+} head_field;
+
+static const head_field head_fields[] = {
+    {"content-length", "ContentLength", 1},
+    {"content-type", "ContentType", 0},
+    {"content-encoding", "ContentEncoding", 0},
+    {"cache-control", "CacheControl", 0},
+    {"content-disposition", "ContentDisposition", 0},
+    {"content-language", "ContentLanguage", 0},
+    {"content-range", "ContentRange", 0},
+    {"etag", "ETag", 0},
+    {"last-modified", "LastModified", 2},
+    {"expires", "Expires", 0},
+    {"x-amz-storage-class", "StorageClass", 0},
+    {"x-amz-server-side-encryption", "ServerSideEncryption", 0},
+    {"x-amz-server-side-encryption-aws-kms-key-id", "SSEKMSKeyId", 0},
+    {"x-amz-version-id", "VersionId", 0},
+    {"x-amz-website-redirect-location", "WebsiteRedirectLocation", 0},
+    {NULL, NULL, 0},
+};
+
+/* The reply's headers in boto3's head_object shape (LastModified in epoch seconds). */
+static PyObject *
+head_dict(const xfer_request *r)
+{
+    PyObject *d = PyDict_New(), *meta = NULL;
+    const head_field *f;
+    const char *p, *end;
+
+    if (d == NULL)
+        return NULL;
+    for (f = head_fields; f->header; f++) {
+        size_t len = 0;
+        const char *v = xfer_header(r, f->header, &len);
+        PyObject *o;
+        if (v == NULL)
+            continue;
+        if (f->kind == 1) {
+            char tmp[32];
+            if (len == 0 || len >= sizeof(tmp))
+                continue;
+            memcpy(tmp, v, len);
+            tmp[len] = '\0';
+            o = PyLong_FromString(tmp, NULL, 10);
+            if (o == NULL) {
+                PyErr_Clear();
+                continue;
+            }
+        } else if (f->kind == 2) {
+            char tmp[64];
+            time_t t;
+            if (len >= sizeof(tmp))
+                continue;
+            memcpy(tmp, v, len);
+            tmp[len] = '\0';
+            t = curl_getdate(tmp, NULL);
+            if (t == (time_t)-1)
+                continue;
+            o = PyFloat_FromDouble((double)t);
+        } else {
+            o = str_n(v, len);
+        }
+        if (dict_set_take(d, f->key, o) < 0)
+            goto fail;
+    }
+    meta = PyDict_New();
+    if (meta == NULL)
+        goto fail;
+    p = r->head.data;
+    end = p ? p + r->head.len : NULL;
+    while (p && p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *colon;
+        if (eol == NULL)
+            eol = end;
+        colon = memchr(p, ':', (size_t)(eol - p));
+        if (colon && colon - p > 11 && strncasecmp(p, "x-amz-meta-", 11) == 0) {
+            const char *v = colon + 1, *ve = eol;
+            PyObject *name, *value, *lower;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\r'))
+                ve--;
+            name = str_n(p + 11, (size_t)(colon - p - 11));
+            if (name == NULL)
+                goto fail;
+            lower = PyObject_CallMethod(name, "lower", NULL);
+            Py_DECREF(name);
+            value = str_n(v, (size_t)(ve - v));
+            if (lower == NULL || value == NULL || PyDict_SetItem(meta, lower, value) < 0) {
+                Py_XDECREF(lower);
+                Py_XDECREF(value);
+                goto fail;
+            }
+            Py_DECREF(lower);
+            Py_DECREF(value);
+        }
+        p = eol + 1;
+    }
+    if (PyDict_SetItemString(d, "Metadata", meta) < 0)
+        goto fail;
+    Py_DECREF(meta);
+    return d;
+fail:
+    Py_XDECREF(meta);
+    Py_DECREF(d);
+    return NULL;
+}
+
+/* ---- keyword headers shared by put_object and copy_object ---------------- */
+
+typedef struct {
+    const char *kw;
+    const char *header;
+} kw_header;
+
+static const kw_header object_headers[] = {
+    {"content_type", "Content-Type"},
+    {"content_encoding", "Content-Encoding"},
+    {"cache_control", "Cache-Control"},
+    {"content_disposition", "Content-Disposition"},
+    {"content_language", "Content-Language"},
+    {"acl", "x-amz-acl"},
+    {"storage_class", "x-amz-storage-class"},
+    {"server_side_encryption", "x-amz-server-side-encryption"},
+    {"sse_kms_key_id", "x-amz-server-side-encryption-aws-kms-key-id"},
+    {"metadata_directive", "x-amz-metadata-directive"},
+    {NULL, NULL},
+};
+
+static int
+add_metadata(s3_call *k, PyObject *meta)
+{
+    Py_ssize_t pos = 0;
+    PyObject *name, *value;
+
+    if (!PyDict_Check(meta)) {
+        PyErr_SetString(PyExc_TypeError, "metadata must be a dict of str to str");
+        return -1;
+    }
+    while (PyDict_Next(meta, &pos, &name, &value)) {
+        const char *n, *v;
+        Py_ssize_t nl, vl, i;
+        buf_t h = BUF_INIT;
+        int rc;
+        if (!PyUnicode_Check(name) || !PyUnicode_Check(value)) {
+            PyErr_SetString(PyExc_TypeError, "metadata must be a dict of str to str");
+            return -1;
+        }
+        n = PyUnicode_AsUTF8AndSize(name, &nl);
+        v = PyUnicode_AsUTF8AndSize(value, &vl);
+        if (n == NULL || v == NULL)
+            return -1;
+        for (i = 0; i < nl; i++) {
+            char ch = n[i];
+            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                  ch == '-' || ch == '_' || ch == '.')) {
+                PyErr_Format(PyExc_ValueError, "metadata name %R is not a valid header name",
+                             name);
+                return -1;
+            }
+        }
+        if (nl == 0) {
+            PyErr_SetString(PyExc_ValueError, "metadata names may not be empty");
+            return -1;
+        }
+        if (buf_puts(&h, "x-amz-meta-") < 0 || buf_append(&h, n, (size_t)nl) < 0) {
+            buf_free(&h);
+            PyErr_NoMemory();
+            return -1;
+        }
+        rc = call_add_header(k, h.data, v, (size_t)vl);
+        buf_free(&h);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Maps the keyword arguments to headers; anything unknown is a TypeError. */
+static int
+add_object_headers(s3_call *k, PyObject *kw, const char *const *other_kw)
+{
+    Py_ssize_t pos = 0;
+    PyObject *name, *value;
+
+    if (kw == NULL)
+        return 0;
+    while (PyDict_Next(kw, &pos, &name, &value)) {
+        const char *n = PyUnicode_AsUTF8(name);
+        const kw_header *f;
+        const char *const *o;
+        int known = 0;
+        if (n == NULL)
+            return -1;
+        for (o = other_kw; o && *o; o++)
+            if (strcmp(n, *o) == 0)
+                known = 1;
+        if (known)
+            continue;
+        if (strcmp(n, "metadata") == 0) {
+            if (value != Py_None && add_metadata(k, value) < 0)
+                return -1;
+            continue;
+        }
+        for (f = object_headers; f->kw; f++)
+            if (strcmp(n, f->kw) == 0)
+                break;
+        if (f->kw == NULL) {
+            PyErr_Format(PyExc_TypeError, "unexpected keyword argument '%s'", n);
+            return -1;
+        }
+        if (value == Py_None)
+            continue;
+        if (!PyUnicode_Check(value)) {
+            PyErr_Format(PyExc_TypeError, "%s must be str", n);
+            return -1;
+        }
+        {
+            Py_ssize_t vl;
+            const char *v = PyUnicode_AsUTF8AndSize(value, &vl);
+            if (v == NULL || call_add_header(k, f->header, v, (size_t)vl) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- methods ------------------------------------------------------------- */
+
+static PyObject *
+client_head_object(PyObject *self_, PyObject *key)
+{
+    Client *self = (Client *)self_;
+    s3_call k;
+    PyObject *res = NULL;
+
+    if (check_ready(self) < 0)
+        return NULL;
+    call_init(&k, self, "HEAD");
+    if (call_set_key(&k, key) < 0 || call_perform(&k) < 0)
+        goto done;
+    res = head_dict(&k.req);
+done:
+    call_free(&k);
+    return res;
+}
+
+static PyObject *
+client_get_object(PyObject *self_, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"key", "start", "end", "decompress", NULL};
+    Client *self = (Client *)self_;
+    PyObject *key, *start = Py_None, *end = Py_None, *res = NULL, *body = NULL, *meta = NULL;
+    int decompress = 0;
+    s3_call k;
+
+    if (check_ready(self) < 0 ||
+        !PyArg_ParseTupleAndKeywords(args, kw, "U|$OOp", kwlist, &key, &start, &end,
+                                     &decompress))
+        return NULL;
+    call_init(&k, self, "GET");
+    k.sink_kind = decompress ? SINK_GUNZIP : SINK_BUFFER;
+    if (call_set_key(&k, key) < 0)
+        goto done;
+    if (start != Py_None || end != Py_None) {
+        long long s = 0, e = -1;
+        char range[64];
+        if (start != Py_None && (s = PyLong_AsLongLong(start)) == -1 && PyErr_Occurred())
+            goto done;
+        if (end != Py_None && (e = PyLong_AsLongLong(end)) == -1 && PyErr_Occurred())
+            goto done;
+        if (s < 0 || (end != Py_None && e < s)) {
+            PyErr_SetString(PyExc_ValueError, "a range needs 0 <= start <= end (end inclusive)");
+            goto done;
+        }
+        if (end == Py_None)
+            snprintf(range, sizeof(range), "bytes=%lld-", s);
+        else
+            snprintf(range, sizeof(range), "bytes=%lld-%lld", s, e);
+        if (call_add_header(&k, "Range", range, strlen(range)) < 0)
+            goto done;
+    }
+    if (call_perform(&k) < 0)
+        goto done;
+    if (decompress)
+        body = PyBytes_FromStringAndSize(k.out.data ? k.out.data : "", (Py_ssize_t)k.out.len);
+    else
+        body = PyBytes_FromStringAndSize(k.req.body_out.data ? k.req.body_out.data : "",
+                                         (Py_ssize_t)k.req.body_out.len);
+    meta = body ? head_dict(&k.req) : NULL;
+    if (meta && decompress && k.gz.active) {
+        /* what the caller now holds is the decoded body */
+        if (PyDict_DelItemString(meta, "ContentEncoding") < 0 ||
+            dict_set_take(meta, "ContentLength", PyLong_FromSize_t(k.out.len)) < 0)
+            goto done;
+    }
+    if (meta)
+        res = PyTuple_Pack(2, body, meta);
+done:
+    Py_XDECREF(body);
+    Py_XDECREF(meta);
+    call_free(&k);
+    return res;
+}
+
+static PyObject *
+etag_result(s3_call *k)
+{
+    PyObject *d = PyDict_New();
+    size_t len = 0;
+    const char *etag;
+
+    if (d == NULL)
+        return NULL;
+    if (k->have_reply && k->reply.etag[0]) {
+        if (dict_set_take(d, "ETag", PyUnicode_FromString(k->reply.etag)) < 0 ||
+            dict_set_take(d, "LastModified",
+                          PyFloat_FromDouble(iso_epoch(k->reply.last_modified,
+                                                       strlen(k->reply.last_modified)))) < 0) {
+            Py_DECREF(d);
+            return NULL;
+        }
+    } else if ((etag = xfer_header(&k->req, "etag", &len)) != NULL) {
+        if (dict_set_take(d, "ETag", str_n(etag, len)) < 0) {
+            Py_DECREF(d);
+            return NULL;
+        }
+    }
+    return d;
+}
+
+static PyObject *
+client_put_object(PyObject *self_, PyObject *args, PyObject *kw)
+{
+    Client *self = (Client *)self_;
+    PyObject *key, *body, *res = NULL;
+    s3_call k;
+
+    if (check_ready(self) < 0 || !PyArg_ParseTuple(args, "UO:put_object", &key, &body))
+        return NULL;
+    call_init(&k, self, "PUT");
+    if (call_set_key(&k, key) < 0 || add_object_headers(&k, kw, NULL) < 0)
+        goto done;
+    if (PyUnicode_Check(body)) {
+        PyErr_SetString(PyExc_TypeError, "body must be bytes-like, not str");
+        goto done;
+    }
+    if (PyObject_GetBuffer(body, &k.body, PyBUF_SIMPLE) < 0)
+        goto done;
+    k.has_body = 1;
+    if (call_perform(&k) < 0)
+        goto done;
+    res = etag_result(&k);
+done:
+    call_free(&k);
+    return res;
+}
+
+static PyObject *
+client_copy_object(PyObject *self_, PyObject *args, PyObject *kw)
+{
+    static const char *const own[] = {"source_bucket", NULL};
+    Client *self = (Client *)self_;
+    PyObject *src, *dst, *res = NULL, *src_bucket = NULL;
+    s3_call k;
+    buf_t source = BUF_INIT;
+    const char *s, *b;
+    Py_ssize_t n;
+
+    if (check_ready(self) < 0 || !PyArg_ParseTuple(args, "UU:copy_object", &src, &dst))
+        return NULL;
+    call_init(&k, self, "PUT");
+    k.reply_on_success = 1;
+    if (call_set_key(&k, dst) < 0 || add_object_headers(&k, kw, own) < 0)
+        goto done;
+    if (kw && (src_bucket = PyDict_GetItemString(kw, "source_bucket")) != NULL &&
+        src_bucket != Py_None) {
+        if (!PyUnicode_Check(src_bucket)) {
+            PyErr_SetString(PyExc_TypeError, "source_bucket must be str");
+            goto done;
+        }
+        b = PyUnicode_AsUTF8(src_bucket);
+    } else {
+        b = self->bucket;
+    }
+    s = b ? PyUnicode_AsUTF8AndSize(src, &n) : NULL;
+    if (s == NULL)
+        goto done;
+    if (n == 0) {
+        PyErr_SetString(PyExc_ValueError, "an S3 key is 1 to 1024 bytes of UTF-8");
+        goto done;
+    }
+    if (buf_putc(&source, '/') < 0 || buf_append_uri(&source, b, strlen(b), 0) < 0 ||
+        buf_putc(&source, '/') < 0 || buf_append_uri(&source, s, (size_t)n, 1) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (call_add_header(&k, "x-amz-copy-source", source.data, source.len) < 0 ||
+        call_perform(&k) < 0)
+        goto done;
+    res = etag_result(&k);
+done:
+    buf_free(&source);
+    call_free(&k);
+    return res;
+}
+
+static PyObject *
+client_delete_object(PyObject *self_, PyObject *key)
+{
+    Client *self = (Client *)self_;
+    s3_call k;
+    PyObject *res = NULL;
+
+    if (check_ready(self) < 0)
+        return NULL;
+    call_init(&k, self, "DELETE");
+    if (call_set_key(&k, key) < 0 || call_perform(&k) < 0)
+        goto done;
+    res = Py_NewRef(Py_None);
+done:
+    call_free(&k);
+    return res;
+}
+
+static int
+add_query(buf_t *q, const char *name, PyObject *value)
+{
+    const char *v;
+    Py_ssize_t n;
+
+    if (value == NULL || value == Py_None)
+        return 0;
+    if (!PyUnicode_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "%s must be str", name);
+        return -1;
+    }
+    v = PyUnicode_AsUTF8AndSize(value, &n);
+    if (v == NULL)
+        return -1;
+    if (buf_putc(q, q->len ? '&' : '?') < 0 || buf_append_uri(q, name, strlen(name), 0) < 0 ||
+        buf_putc(q, '=') < 0 || buf_append_uri(q, v, (size_t)n, 0) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+list_result(s3_call *k)
+{
+    xml_list *l = &k->list;
+    const char *a = l->arena.data ? l->arena.data : "";
+    PyObject *d = NULL, *contents = NULL, *prefixes = NULL;
+    size_t i;
+
+    contents = PyList_New((Py_ssize_t)l->nobjects);
+    prefixes = PyList_New((Py_ssize_t)l->nprefixes);
+    d = PyDict_New();
+    if (contents == NULL || prefixes == NULL || d == NULL)
+        goto fail;
+    for (i = 0; i < l->nobjects; i++) {
+        xml_object *o = &l->objects[i];
+        PyObject *t = Py_BuildValue(
+            "(NLNdN)", str_n(a + o->key.off, o->key.len), o->size,
+            str_n(a + o->etag.off, o->etag.len),
+            iso_epoch(a + o->last_modified.off, o->last_modified.len),
+            str_n(a + o->storage_class.off, o->storage_class.len));
+        if (t == NULL)
+            goto fail;
+        PyList_SET_ITEM(contents, (Py_ssize_t)i, t);
+    }
+    for (i = 0; i < l->nprefixes; i++) {
+        PyObject *s = str_n(a + l->prefixes[i].off, l->prefixes[i].len);
+        if (s == NULL)
+            goto fail;
+        PyList_SET_ITEM(prefixes, (Py_ssize_t)i, s);
+    }
+    if (PyDict_SetItemString(d, "Contents", contents) < 0 ||
+        PyDict_SetItemString(d, "CommonPrefixes", prefixes) < 0 ||
+        PyDict_SetItemString(d, "IsTruncated", l->is_truncated ? Py_True : Py_False) < 0)
+        goto fail;
+    if (l->has_next_token && l->is_truncated) {
+        if (dict_set_take(d, "NextContinuationToken",
+                          str_n(a + l->next_token.off, l->next_token.len)) < 0)
+            goto fail;
+    } else if (PyDict_SetItemString(d, "NextContinuationToken", Py_None) < 0) {
+        goto fail;
+    }
+    Py_DECREF(contents);
+    Py_DECREF(prefixes);
+    return d;
+fail:
+    Py_XDECREF(contents);
+    Py_XDECREF(prefixes);
+    Py_XDECREF(d);
+    return NULL;
+}
+
+static PyObject *
+client_list_objects(PyObject *self_, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"prefix", "delimiter", "continuation_token", "start_after",
+                             "max_keys", NULL};
+    Client *self = (Client *)self_;
+    PyObject *prefix = Py_None, *delimiter = Py_None, *token = Py_None, *after = Py_None;
+    PyObject *res = NULL;
+    int max_keys = 0;
+    buf_t q = BUF_INIT;
+    s3_call k;
+
+    if (check_ready(self) < 0 ||
+        !PyArg_ParseTupleAndKeywords(args, kw, "|O$OOOi", kwlist, &prefix, &delimiter, &token,
+                                     &after, &max_keys))
+        return NULL;
+    call_init(&k, self, "GET");
+    k.sink_kind = SINK_LIST;
+    /* parameters in sorted order, so the wire query is already canonical */
+    if (add_query(&q, "continuation-token", token) < 0 ||
+        add_query(&q, "delimiter", delimiter) < 0)
+        goto done;
+    if (buf_puts(&q, q.len ? "&list-type=2" : "?list-type=2") < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (max_keys > 0 && buf_printf(&q, "&max-keys=%d", max_keys) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (add_query(&q, "prefix", prefix == Py_None ? NULL : prefix) < 0 ||
+        add_query(&q, "start-after", after) < 0)
+        goto done;
+    if (buf_puts(&k.url, self->base) < 0 || buf_append(&k.url, q.data, q.len) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (call_perform(&k) < 0)
+        goto done;
+    res = list_result(&k);
+done:
+    buf_free(&q);
+    call_free(&k);
+    return res;
+}
+
+static PyObject *
+client_url(PyObject *self_, PyObject *key)
+{
+    Client *self = (Client *)self_;
+    const char *s;
+    Py_ssize_t n;
+    buf_t u = BUF_INIT;
+    PyObject *res = NULL;
+
+    if (check_ready(self) < 0)
+        return NULL;
+    if (!PyUnicode_Check(key)) {
+        PyErr_SetString(PyExc_TypeError, "key must be str");
+        return NULL;
+    }
+    if ((s = PyUnicode_AsUTF8AndSize(key, &n)) == NULL)
+        return NULL;
+    if (buf_puts(&u, self->base) < 0 || buf_append_uri(&u, s, (size_t)n, 1) < 0)
+        PyErr_NoMemory();
+    else
+        res = PyUnicode_FromStringAndSize(u.data, (Py_ssize_t)u.len);
+    buf_free(&u);
+    return res;
+}
+
+static PyObject *
+client_presign(PyObject *self_, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"method", "key", "expires", "query", "timestamp", NULL};
+    Client *self = (Client *)self_;
+    const char *method, *s, *ts = NULL;
+    PyObject *key, *query = Py_None, *res = NULL;
+    long expires = 3600;
+    Py_ssize_t n;
+    buf_t u = BUF_INIT, out = BUF_INIT;
+    sigv4_ctx ctx;
+    int rc;
+
+    if (check_ready(self) < 0 ||
+        !PyArg_ParseTupleAndKeywords(args, kw, "sU|$lOz", kwlist, &method, &key, &expires,
+                                     &query, &ts))
+        return NULL;
+    if (expires < 1 || expires > 604800) {
+        PyErr_SetString(PyExc_ValueError, "expires must be between 1 and 604800 seconds");
+        return NULL;
+    }
+    if ((s = PyUnicode_AsUTF8AndSize(key, &n)) == NULL)
+        return NULL;
+    if (buf_puts(&u, self->base) < 0 || buf_append_uri(&u, s, (size_t)n, 1) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (query != Py_None) {
+        Py_ssize_t pos = 0;
+        PyObject *qk, *qv;
+        buf_t q = BUF_INIT;
+        if (!PyDict_Check(query)) {
+            PyErr_SetString(PyExc_TypeError, "query must be a dict of str to str");
+            goto done;
+        }
+        while (PyDict_Next(query, &pos, &qk, &qv)) {
+            const char *name = PyUnicode_Check(qk) ? PyUnicode_AsUTF8(qk) : NULL;
+            if (name == NULL) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_TypeError, "query must be a dict of str to str");
+                buf_free(&q);
+                goto done;
+            }
+            if (add_query(&q, name, qv) < 0) {
+                buf_free(&q);
+                goto done;
+            }
+        }
+        rc = buf_append(&u, q.data ? q.data : "", q.len);
+        buf_free(&q);
+        if (rc < 0) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    if (self->access_key == NULL) {
+        res = PyUnicode_FromStringAndSize(u.data, (Py_ssize_t)u.len);
+        goto done;
+    }
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.md = self->st->sha256;
+    ctx.access_key = self->access_key;
+    ctx.secret_key = self->secret_key;
+    ctx.session_token = self->session_token;
+    ctx.region = self->region;
+    ctx.service = "s3";
+    ctx.cache = &self->key_cache;
+    if (ts) {
+        if (sigv4_check_date(ts) < 0) {
+            PyErr_SetString(PyExc_ValueError, "timestamp must look like YYYYMMDDTHHMMSSZ");
+            goto done;
+        }
+        memcpy(ctx.amz_date, ts, SIGV4_DATE_LEN + 1);
+    } else {
+        sigv4_format_date(time(NULL), ctx.amz_date);
+    }
+    pthread_mutex_lock(&self->key_lock);
+    rc = sigv4_presign(&ctx, method, u.data, expires, &out);
+    pthread_mutex_unlock(&self->key_lock);
+    if (rc < 0)
+        PyErr_NoMemory();
+    else
+        res = PyUnicode_FromStringAndSize(out.data, (Py_ssize_t)out.len);
+done:
+    buf_free(&u);
+    buf_free(&out);
+    return res;
+}
+
+static PyObject *
+client_get_connections(PyObject *self_, void *closure)
+{
+    Client *self = (Client *)self_;
+    long n;
+
+    (void)closure;
+    if (check_ready(self) < 0)
+        return NULL;
+    pthread_mutex_lock(&self->pool.lock);
+    n = self->pool.new_connections;
+    pthread_mutex_unlock(&self->pool.lock);
+    return PyLong_FromLong(n);
+}
+
+static PyObject *
+client_get_str(PyObject *self_, void *closure)
+{
+    Client *self = (Client *)self_;
+    const char *which = closure;
+
+    if (check_ready(self) < 0)
+        return NULL;
+    if (strcmp(which, "bucket") == 0)
+        return PyUnicode_FromString(self->bucket);
+    if (strcmp(which, "region") == 0)
+        return PyUnicode_FromString(self->region);
+    if (strcmp(which, "endpoint_url") == 0)
+        return PyUnicode_FromString(self->endpoint);
+    return PyUnicode_FromString(self->virtual_host ? "virtual" : "path");
+}
+
+static PyMethodDef client_methods[] = {
+    {"head_object", client_head_object, METH_O,
+     "head_object(key) -> dict in boto3's head_object shape (LastModified: epoch seconds)"},
+    {"get_object", (PyCFunction)(void (*)(void))client_get_object, METH_VARARGS | METH_KEYWORDS,
+     "get_object(key, *, start=None, end=None, decompress=False) -> (bytes, dict)\n\n"
+     "end is inclusive; decompress undoes Content-Encoding: gzip as the bytes arrive."},
+    {"put_object", (PyCFunction)(void (*)(void))client_put_object, METH_VARARGS | METH_KEYWORDS,
+     "put_object(key, body, *, content_type=None, content_encoding=None, cache_control=None, "
+     "content_disposition=None, content_language=None, acl=None, storage_class=None, "
+     "server_side_encryption=None, sse_kms_key_id=None, metadata=None) -> {'ETag': ...}"},
+    {"copy_object", (PyCFunction)(void (*)(void))client_copy_object,
+     METH_VARARGS | METH_KEYWORDS,
+     "copy_object(source_key, key, *, metadata_directive=None, source_bucket=None, and the "
+     "put_object headers) -> {'ETag': ..., 'LastModified': ...}"},
+    {"delete_object", client_delete_object, METH_O, "delete_object(key) -> None"},
+    {"list_objects", (PyCFunction)(void (*)(void))client_list_objects,
+     METH_VARARGS | METH_KEYWORDS,
+     "list_objects(prefix=None, *, delimiter=None, continuation_token=None, start_after=None, "
+     "max_keys=0) -> dict\n\nOne ListObjectsV2 page: Contents is a list of (key, size, etag, "
+     "last_modified epoch seconds, storage_class); CommonPrefixes a list of str; IsTruncated; "
+     "NextContinuationToken."},
+    {"url", client_url, METH_O, "url(key) -> the object's plain, unsigned URL"},
+    {"presign", (PyCFunction)(void (*)(void))client_presign, METH_VARARGS | METH_KEYWORDS,
+     "presign(method, key, *, expires=3600, query=None, timestamp=None) -> str"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef client_getset[] = {
+    {"connections_opened", client_get_connections, NULL,
+     "TCP connections this client has opened so far", NULL},
+    {"bucket", client_get_str, NULL, NULL, "bucket"},
+    {"region", client_get_str, NULL, NULL, "region"},
+    {"endpoint_url", client_get_str, NULL, NULL, "endpoint_url"},
+    {"addressing_style", client_get_str, NULL, "'path' or 'virtual', as resolved",
+     "addressing_style"},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot client_slots[] = {
+    {Py_tp_doc, "Client(bucket, *, endpoint_url=None, region='us-east-1', access_key=None, "
+                "secret_key=None, session_token=None, addressing_style='auto', "
+                "connect_timeout=60.0, read_timeout=60.0, max_connections=10, max_attempts=3, "
+                "verify=True, ca_bundle=None)\n\nAn S3 client for one bucket: thread-safe, "
+                "with a pool of keep-alive connections; every request releases the GIL."},
+    {Py_tp_new, client_new},
+    {Py_tp_init, client_init},
+    {Py_tp_dealloc, client_dealloc},
+    {Py_tp_repr, client_repr},
+    {Py_tp_methods, client_methods},
+    {Py_tp_getset, client_getset},
+    {0, NULL},
+};
+
+PyType_Spec s3_client_spec = {
+    .name = "django_s3_storage._s3.Client",
+    .basicsize = sizeof(Client),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = client_slots,
+};

@@ -1,0 +1,26 @@
+/* module: the extension's state, its exception types and the helpers that turn
+ * core errors into Python exceptions. Everything here needs the GIL. */
+#ifndef S3_MODULE_H
+#define S3_MODULE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <openssl/evp.h>
+
+typedef struct {
+    PyTypeObject *client_type;
+    PyObject *S3Error;          /* OSError subclass: code, status, request_id, bucket, key */
+    PyObject *S3NotFoundError;  /* S3Error and FileNotFoundError */
+    EVP_MD *sha256;             /* fetched once; shared read-only by every thread */
+} s3_state;
+
+/* Raises S3Error (or S3NotFoundError when status is 404 / code NoSuchKey) with
+ * the given fields; any of the strings may be NULL. Returns NULL. */
+PyObject *s3_raise(s3_state *st, int status, const char *code, const char *message,
+                   const char *request_id, const char *bucket, const char *key);
+
+/* client.c */
+extern PyType_Spec s3_client_spec;
+
+#endif

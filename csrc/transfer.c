@@ -1,0 +1,375 @@
+#include "transfer.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+int
+xfer_global_init(void)
+{
+    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
+}
+
+static void
+share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *ud)
+{
+    xfer_pool *p = ud;
+
+    (void)h; (void)access;
+    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
+        pthread_mutex_lock(&p->share_locks[data]);
+}
+
+static void
+share_unlock(CURL *h, curl_lock_data data, void *ud)
+{
+    xfer_pool *p = ud;
+
+    (void)h;
+    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
+        pthread_mutex_unlock(&p->share_locks[data]);
+}
+
+int
+xfer_pool_init(xfer_pool *p, int max)
+{
+    int i;
+
+    memset(p, 0, sizeof(*p));
+    if (max < 1)
+        max = 1;
+    p->idle = calloc((size_t)max, sizeof(CURL *));
+    p->share = curl_share_init();
+    if (p->idle == NULL || p->share == NULL) {
+        free(p->idle);
+        if (p->share)
+            curl_share_cleanup(p->share);
+        return -1;
+    }
+    for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_init(&p->share_locks[i], NULL);
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->cond, NULL);
+    curl_share_setopt(p->share, CURLSHOPT_LOCKFUNC, share_lock);
+    curl_share_setopt(p->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+    curl_share_setopt(p->share, CURLSHOPT_USERDATA, p);
+    curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    p->max = max;
+    p->ready = 1;
+    return 0;
+}
+
+void
+xfer_pool_destroy(xfer_pool *p)
+{
+    int i;
+
+    if (!p->ready)
+        return;
+    for (i = 0; i < p->nidle; i++)
+        curl_easy_cleanup(p->idle[i]);
+    curl_share_cleanup(p->share);
+    for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_destroy(&p->share_locks[i]);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->cond);
+    free(p->idle);
+    memset(p, 0, sizeof(*p));
+}
+
+/* Options that stay for the handle's life: set once, never reset, so the
+ * handle's connection and TLS session survive from one request to the next. */
+static CURL *
+new_handle(xfer_pool *p)
+{
+    CURL *h = curl_easy_init();
+
+    if (h == NULL)
+        return NULL;
+    curl_easy_setopt(h, CURLOPT_SHARE, p->share);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);   /* keys may hold "./" and "../" */
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+#endif
+    curl_easy_setopt(h, CURLOPT_MAXCONNECTS, 1L);
+    return h;
+}
+
+static CURL *
+pool_take(xfer_pool *p)
+{
+    CURL *h = NULL;
+    int create = 0;
+
+    pthread_mutex_lock(&p->lock);
+    while (p->nidle == 0 && p->created >= p->max)
+        pthread_cond_wait(&p->cond, &p->lock);
+    if (p->nidle > 0) {
+        h = p->idle[--p->nidle];
+    } else {
+        p->created++;
+        create = 1;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (create && (h = new_handle(p)) == NULL) {
+        pthread_mutex_lock(&p->lock);
+        p->created--;
+        pthread_cond_signal(&p->cond);
+        pthread_mutex_unlock(&p->lock);
+    }
+    return h;
+}
+
+static void
+pool_give(xfer_pool *p, CURL *h, long connects)
+{
+    pthread_mutex_lock(&p->lock);
+    p->idle[p->nidle++] = h;
+    p->new_connections += connects;
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static size_t
+on_header(char *p, size_t size, size_t n, void *ud)
+{
+    xfer_request *r = ud;
+    size_t len = size * n, l = len;
+
+    while (l > 0 && (p[l - 1] == '\n' || p[l - 1] == '\r'))
+        l--;
+    if (l >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+        /* a new response (after a 100 Continue or an interim reply) */
+        const char *sp = memchr(p, ' ', l);
+        buf_clear(&r->head);
+        r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+        return len;
+    }
+    if (l == 0)
+        return len;
+    if (buf_append(&r->head, p, l) < 0 || buf_putc(&r->head, '\n') < 0)
+        return 0;
+    return len;
+}
+
+static size_t
+on_body(char *p, size_t size, size_t n, void *ud)
+{
+    xfer_request *r = ud;
+    size_t len = size * n;
+
+    if (r->status >= 200 && r->status < 300) {
+        if (r->sink) {
+            if (r->sink(r->sink_ud, p, len) < 0) {
+                r->sink_failed = 1;
+                return 0;
+            }
+            return len;
+        }
+        return buf_append(&r->body_out, p, len) < 0 ? 0 : len;
+    }
+    /* an error document: keep the start of it, drop the rest */
+    if (r->body_out.len < XFER_ERROR_BODY_MAX) {
+        size_t room = XFER_ERROR_BODY_MAX - r->body_out.len;
+        if (buf_append(&r->body_out, p, len < room ? len : room) < 0)
+            return 0;
+    }
+    return len;
+}
+
+static size_t
+on_read(char *dst, size_t size, size_t n, void *ud)
+{
+    xfer_request *r = ud;
+    size_t want = size * n, left = r->body_len - r->body_pos;
+
+    if (want > left)
+        want = left;
+    if (want)
+        memcpy(dst, r->body + r->body_pos, want);
+    r->body_pos += want;
+    return want;
+}
+
+static int
+on_seek(void *ud, curl_off_t offset, int origin)
+{
+    xfer_request *r = ud;
+
+    if (origin != SEEK_SET || offset < 0 || (size_t)offset > r->body_len)
+        return CURL_SEEKFUNC_CANTSEEK;
+    r->body_pos = (size_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
+int
+xfer_perform(xfer_pool *p, const xfer_opts *o, xfer_request *r)
+{
+    CURL *h;
+    long connects = 0;
+    int upload = r->body != NULL || strcmp(r->method, "PUT") == 0;
+
+    r->status = 0;
+    r->curl_rc = CURLE_OK;
+    r->errbuf[0] = '\0';
+    r->sink_failed = 0;
+    r->body_pos = 0;
+    buf_clear(&r->head);
+    buf_clear(&r->body_out);
+    h = pool_take(p);
+    if (h == NULL) {
+        r->curl_rc = CURLE_OUT_OF_MEMORY;
+        strcpy(r->errbuf, "cannot create a connection handle");
+        return -1;
+    }
+    /* the method: undo whatever the handle's previous request set */
+    curl_easy_setopt(h, CURLOPT_NOBODY, 0L);
+    curl_easy_setopt(h, CURLOPT_UPLOAD, 0L);
+    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
+    if (strcmp(r->method, "HEAD") == 0) {
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    } else if (strcmp(r->method, "POST") == 0) {
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+    } else if (upload) {
+        curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->body_len);
+        if (strcmp(r->method, "PUT") != 0)
+            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
+    } else if (strcmp(r->method, "GET") != 0) {
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
+    }
+    curl_easy_setopt(h, CURLOPT_URL, r->url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, r->headers);
+    curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(h, CURLOPT_READDATA, r);
+    curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
+    curl_easy_setopt(h, CURLOPT_SEEKDATA, r);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->errbuf);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, o->read_timeout_s);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, o->verify ? 1L : 0L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o->verify ? 2L : 0L);
+    curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_bundle);
+
+    r->curl_rc = curl_easy_perform(h);
+
+    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects);
+    /* no pointer into this request may outlive it */
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+    curl_easy_setopt(h, CURLOPT_READDATA, NULL);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, NULL);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, NULL);
+    curl_easy_setopt(h, CURLOPT_SEEKDATA, NULL);
+    pool_give(p, h, connects);
+    if (r->curl_rc != CURLE_OK) {
+        if (r->errbuf[0] == '\0') {
+            strncpy(r->errbuf, curl_easy_strerror(r->curl_rc), sizeof(r->errbuf) - 1);
+            r->errbuf[sizeof(r->errbuf) - 1] = '\0';
+        }
+        return -1;
+    }
+    return 0;
+}
+
+void
+xfer_request_free(xfer_request *r)
+{
+    buf_free(&r->head);
+    buf_free(&r->body_out);
+}
+
+const char *
+xfer_header(const xfer_request *r, const char *name, size_t *len)
+{
+    size_t nl = strlen(name);
+    const char *p = r->head.data, *end = p + r->head.len;
+
+    while (p && p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (eol == NULL)
+            eol = end;
+        if ((size_t)(eol - p) > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
+            const char *v = p + nl + 1, *ve = eol;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t' || ve[-1] == '\r'))
+                ve--;
+            *len = (size_t)(ve - v);
+            return v;
+        }
+        p = eol + 1;
+    }
+    return NULL;
+}
+
+static const char *const throttling_codes[] = {
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+    "TooManyRequestsException", "ProvisionedThroughputExceededException",
+    "TransactionInProgressException", "RequestLimitExceeded", "BandwidthLimitExceeded",
+    "LimitExceededException", "RequestThrottled", "SlowDown", "PriorRequestNotComplete",
+    "EC2ThrottledException", "RequestTimeout", "RequestTimeoutException",
+    "InternalError", NULL,
+};
+
+int
+xfer_retryable(const xfer_request *r, int transport_failed, const char *code)
+{
+    int i;
+
+    if (transport_failed) {
+        switch (r->curl_rc) {
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_COULDNT_CONNECT:
+        case CURLE_OPERATION_TIMEDOUT:
+        case CURLE_SEND_ERROR:
+        case CURLE_RECV_ERROR:
+        case CURLE_GOT_NOTHING:
+        case CURLE_PARTIAL_FILE:
+        case CURLE_SSL_CONNECT_ERROR:
+            return 1;
+        default:
+            return 0;
+        }
+    }
+    if (r->status == 429 || r->status == 500 || r->status == 502 || r->status == 503 ||
+        r->status == 504)
+        return 1;
+    if (code && code[0])
+        for (i = 0; throttling_codes[i]; i++)
+            if (strcmp(code, throttling_codes[i]) == 0)
+                return 1;
+    return 0;
+}
+
+void
+xfer_backoff(int attempt)
+{
+    /* full jitter over a window that doubles from 50 ms up to 2 s */
+    long window_ms = 50L << (attempt > 6 ? 6 : attempt - 1);
+    struct timespec ts, now;
+    unsigned int seed;
+    long ms;
+
+    if (window_ms > 2000)
+        window_ms = 2000;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    seed = (unsigned int)(now.tv_nsec ^ (long)pthread_self());
+    ms = window_ms / 2 + (long)(rand_r(&seed) % (unsigned int)(window_ms / 2 + 1));
+    ts.tv_sec = ms / 1000;
+    ts.tv_nsec = (ms % 1000) * 1000000L;
+    nanosleep(&ts, NULL);
+}

@@ -1,0 +1,79 @@
+/* transfer: HTTP on libcurl. A pool of keep-alive easy handles per Client,
+ * a share handle for DNS and TLS sessions, one attempt per xfer_perform().
+ *
+ * Everything here is pure C and meant to run with the GIL released; the pool is
+ * guarded by its own mutex, so any number of threads may use one pool. Each
+ * easy handle keeps its own connection (libcurl cannot share a connection cache
+ * between concurrent threads); the pool hands out the most recently used handle
+ * first so its connection is the one still alive. */
+#ifndef S3_TRANSFER_H
+#define S3_TRANSFER_H
+
+#include <pthread.h>
+#include <stddef.h>
+
+#include <curl/curl.h>
+
+#include "buf.h"
+
+typedef struct {
+    CURLSH *share;
+    pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    CURL **idle;          /* LIFO of handles not in use */
+    int nidle;
+    int created;
+    int max;
+    long new_connections; /* TCP connections opened, for tests and benchmarks */
+    int ready;
+} xfer_pool;
+
+typedef struct {
+    long connect_timeout_ms;
+    long read_timeout_s;   /* a transfer that stalls this long fails */
+    int verify;            /* TLS peer and host name */
+    const char *ca_bundle; /* NULL: the system's */
+} xfer_opts;
+
+/* Receives the body of a 2xx reply; returns 0, or -1 to abort the transfer. */
+typedef int (*xfer_sink)(void *ud, const char *p, size_t n);
+
+#define XFER_ERROR_BODY_MAX (1 << 20)
+
+typedef struct {
+    /* in: owned by the caller */
+    const char *method;            /* GET HEAD PUT POST DELETE */
+    const char *url;
+    struct curl_slist *headers;
+    const char *body;              /* PUT and POST */
+    size_t body_len;
+    xfer_sink sink;                /* NULL: a 2xx body goes into `body_out` */
+    void *sink_ud;
+    /* out: reset by each xfer_perform() */
+    long status;
+    buf_t head;                    /* header lines of the final response, "name: value\n" */
+    buf_t body_out;                /* 2xx body without a sink; error bodies (capped) */
+    CURLcode curl_rc;
+    char errbuf[CURL_ERROR_SIZE];
+    int sink_failed;
+    size_t body_pos;
+} xfer_request;
+
+int xfer_global_init(void);                       /* once, at module exec */
+int xfer_pool_init(xfer_pool *p, int max);
+void xfer_pool_destroy(xfer_pool *p);             /* all handles must be back */
+/* One attempt: 0 when an HTTP response arrived (whatever its status), -1 on a
+ * transport failure (r->curl_rc and r->errbuf say what). Call without the GIL. */
+int xfer_perform(xfer_pool *p, const xfer_opts *o, xfer_request *r);
+void xfer_request_free(xfer_request *r);
+/* The value of a response header (case-insensitive name), or NULL. */
+const char *xfer_header(const xfer_request *r, const char *name, size_t *len);
+
+/* Whether an attempt that ended so is worth another: transport failures that
+ * did not come from the sink, 5xx gateways, 429 and the throttling codes. */
+int xfer_retryable(const xfer_request *r, int transport_failed, const char *s3_code);
+/* Sleeps before attempt `attempt` + 1: capped exponential backoff, jittered. */
+void xfer_backoff(int attempt);
+
+#endif

@@ -1,0 +1,345 @@
+#include "xml.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libxml/parser.h>
+#include <libxml/xmlerror.h>
+
+static void
+sax_fail(xml_sax *x, const char *msg)
+{
+    if (x->error == NULL)
+        x->error = msg;
+    xmlStopParser((xmlParserCtxtPtr)x->ctxt);
+}
+
+static void
+sax_start(void *ud, const xmlChar *local, const xmlChar *prefix, const xmlChar *uri,
+          int nns, const xmlChar **ns, int nattr, int ndef, const xmlChar **attrs)
+{
+    xml_sax *x = ud;
+
+    (void)prefix; (void)uri; (void)nns; (void)ns; (void)nattr; (void)ndef; (void)attrs;
+    if (x->depth < XML_MAX_DEPTH) {
+        size_t n = strlen((const char *)local);
+        if (n >= sizeof(x->path[0]))
+            n = sizeof(x->path[0]) - 1;
+        memcpy(x->path[x->depth], local, n);
+        x->path[x->depth][n] = '\0';
+    }
+    x->depth++;
+    buf_clear(&x->text);
+}
+
+static void
+sax_end(void *ud, const xmlChar *local, const xmlChar *prefix, const xmlChar *uri)
+{
+    xml_sax *x = ud;
+
+    (void)local; (void)prefix; (void)uri;
+    if (x->error == NULL && x->on_end(x) < 0)
+        sax_fail(x, x->error ? x->error : "unexpected XML reply");
+    x->depth--;
+    buf_clear(&x->text);
+}
+
+static void
+sax_text(void *ud, const xmlChar *p, int n)
+{
+    xml_sax *x = ud;
+
+    if (x->depth > XML_MAX_DEPTH)
+        return;
+    if (x->text.len + (size_t)n > XML_MAX_TEXT) {
+        sax_fail(x, "XML element text too long");
+        return;
+    }
+    if (buf_append(&x->text, p, (size_t)n) < 0)
+        sax_fail(x, "out of memory");
+}
+
+static void
+sax_refuse_dtd(void *ud, const xmlChar *name, const xmlChar *eid, const xmlChar *sid)
+{
+    (void)name; (void)eid; (void)sid;
+    sax_fail(ud, "XML with a DTD is refused");
+}
+
+static void
+sax_refuse_entity(void *ud, const xmlChar *name, int type, const xmlChar *pid,
+                  const xmlChar *sid, xmlChar *content)
+{
+    (void)name; (void)type; (void)pid; (void)sid; (void)content;
+    sax_fail(ud, "XML entity declarations are refused");
+}
+
+#if LIBXML_VERSION >= 21200
+static void sax_silent(void *ud, const xmlError *e) { (void)ud; (void)e; }
+#else
+static void sax_silent(void *ud, xmlErrorPtr e) { (void)ud; (void)e; }
+#endif
+
+int
+xml_sax_init(xml_sax *x, xml_end_fn on_end)
+{
+    xmlSAXHandler sax;
+    xmlParserCtxtPtr ctxt;
+
+    memset(x, 0, sizeof(*x));
+    x->on_end = on_end;
+    memset(&sax, 0, sizeof(sax));
+    sax.initialized = XML_SAX2_MAGIC;
+    sax.startElementNs = sax_start;
+    sax.endElementNs = sax_end;
+    sax.characters = sax_text;
+    sax.cdataBlock = sax_text;
+    sax.internalSubset = sax_refuse_dtd;
+    sax.externalSubset = sax_refuse_dtd;
+    sax.entityDecl = sax_refuse_entity;
+    sax.serror = sax_silent;
+    ctxt = xmlCreatePushParserCtxt(&sax, x, NULL, 0, NULL);
+    if (ctxt == NULL) {
+        x->error = "out of memory";
+        return -1;
+    }
+    xmlCtxtUseOptions(ctxt, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    x->ctxt = ctxt;
+    return 0;
+}
+
+int
+xml_sax_feed(xml_sax *x, const char *p, size_t n)
+{
+    while (n > 0 && x->error == NULL) {
+        int take = n > (1u << 20) ? (1 << 20) : (int)n;
+        if (xmlParseChunk((xmlParserCtxtPtr)x->ctxt, p, take, 0) != 0 && x->error == NULL)
+            x->error = "malformed XML reply";
+        p += take;
+        n -= (size_t)take;
+    }
+    return x->error ? -1 : 0;
+}
+
+int
+xml_sax_finish(xml_sax *x)
+{
+    if (x->error == NULL && xmlParseChunk((xmlParserCtxtPtr)x->ctxt, NULL, 0, 1) != 0 &&
+        x->error == NULL)
+        x->error = "malformed XML reply";
+    return x->error ? -1 : 0;
+}
+
+void
+xml_sax_free(xml_sax *x)
+{
+    if (x->ctxt) {
+        xmlParserCtxtPtr ctxt = x->ctxt;
+        if (ctxt->myDoc)
+            xmlFreeDoc(ctxt->myDoc);
+        xmlFreeParserCtxt(ctxt);
+    }
+    x->ctxt = NULL;
+    buf_free(&x->text);
+}
+
+int
+xml_at(const xml_sax *x, int depth, const char *const *names)
+{
+    int i;
+
+    if (x->depth != depth || depth > XML_MAX_DEPTH)
+        return 0;
+    for (i = 0; i < depth; i++)
+        if (strcmp(x->path[i], names[i]) != 0)
+            return 0;
+    return 1;
+}
+
+/* ---- ListBucketResult -------------------------------------------------- */
+
+static int
+arena_str(xml_list *l, xml_str *s)
+{
+    s->off = l->arena.len;
+    s->len = l->sax.text.len;
+    return buf_append(&l->arena, l->sax.text.data ? l->sax.text.data : "", s->len);
+}
+
+static int
+parse_ll(const buf_t *t, long long *out)
+{
+    char *end;
+
+    if (t->len == 0 || t->len > 20)
+        return -1;
+    errno = 0;
+    *out = strtoll(t->data, &end, 10);
+    return (errno || end != t->data + t->len || *out < 0) ? -1 : 0;
+}
+
+static int
+grow(void **arr, size_t *cap, size_t n, size_t size)
+{
+    void *p;
+    size_t c;
+
+    if (n < *cap)
+        return 0;
+    c = *cap ? *cap * 2 : 64;
+    p = realloc(*arr, c * size);
+    if (p == NULL)
+        return -1;
+    *arr = p;
+    *cap = c;
+    return 0;
+}
+
+static const char *const P_CONTENTS[] = {"ListBucketResult", "Contents"};
+static const char *const P_PREFIX[] = {"ListBucketResult", "CommonPrefixes", "Prefix"};
+static const char *const P_TRUNC[] = {"ListBucketResult", "IsTruncated"};
+static const char *const P_TOKEN[] = {"ListBucketResult", "NextContinuationToken"};
+static const char *const P_COUNT[] = {"ListBucketResult", "KeyCount"};
+
+static int
+list_end(xml_sax *x)
+{
+    xml_list *l = (xml_list *)x;
+    xml_object *o = &l->cur;
+    const char *name;
+    long long n;
+
+    if (x->depth == 1 && strcmp(x->path[0], "ListBucketResult") != 0) {
+        x->error = "the reply is not a ListBucketResult";
+        return -1;
+    }
+    if (x->depth == 3 && strcmp(x->path[1], "Contents") == 0 &&
+        strcmp(x->path[0], "ListBucketResult") == 0) {
+        name = x->path[2];
+        if (strcmp(name, "Key") == 0)
+            return arena_str(l, &o->key);
+        if (strcmp(name, "ETag") == 0)
+            return arena_str(l, &o->etag);
+        if (strcmp(name, "LastModified") == 0)
+            return arena_str(l, &o->last_modified);
+        if (strcmp(name, "StorageClass") == 0)
+            return arena_str(l, &o->storage_class);
+        if (strcmp(name, "Size") == 0) {
+            if (parse_ll(&x->text, &o->size) < 0) {
+                x->error = "bad Size in the listing";
+                return -1;
+            }
+        }
+        return 0;
+    }
+    if (xml_at(x, 2, P_CONTENTS)) {
+        if (grow((void **)&l->objects, &l->cap_objects, l->nobjects, sizeof(xml_object)) < 0)
+            return -1;
+        l->objects[l->nobjects++] = *o;
+        memset(o, 0, sizeof(*o));
+        return 0;
+    }
+    if (xml_at(x, 3, P_PREFIX)) {
+        if (grow((void **)&l->prefixes, &l->cap_prefixes, l->nprefixes, sizeof(xml_str)) < 0)
+            return -1;
+        return arena_str(l, &l->prefixes[l->nprefixes++]);
+    }
+    if (xml_at(x, 2, P_TRUNC)) {
+        l->is_truncated = x->text.len == 4 && memcmp(x->text.data, "true", 4) == 0;
+        return 0;
+    }
+    if (xml_at(x, 2, P_TOKEN)) {
+        l->has_next_token = 1;
+        return arena_str(l, &l->next_token);
+    }
+    if (xml_at(x, 2, P_COUNT) && parse_ll(&x->text, &n) == 0)
+        l->key_count = (int)(n > 1000000 ? 1000000 : n);
+    return 0;
+}
+
+int
+xml_list_init(xml_list *l)
+{
+    memset(l, 0, sizeof(*l));
+    return xml_sax_init(&l->sax, list_end);
+}
+
+void
+xml_list_free(xml_list *l)
+{
+    xml_sax_free(&l->sax);
+    buf_free(&l->arena);
+    free(l->objects);
+    free(l->prefixes);
+    l->objects = NULL;
+    l->prefixes = NULL;
+    l->nobjects = l->nprefixes = l->cap_objects = l->cap_prefixes = 0;
+}
+
+/* ---- Error and CopyObjectResult ---------------------------------------- */
+
+typedef struct {
+    xml_sax sax;
+    xml_reply *out;
+} reply_parser;
+
+static void
+copy_text(const xml_sax *x, char *dst, size_t size)
+{
+    size_t n = x->text.len < size - 1 ? x->text.len : size - 1;
+
+    if (n)
+        memcpy(dst, x->text.data, n);
+    dst[n] = '\0';
+}
+
+static int
+reply_end(xml_sax *x)
+{
+    xml_reply *r = ((reply_parser *)x)->out;
+    const char *name;
+
+    if (x->depth == 1) {
+        memcpy(r->root, x->path[0], sizeof(r->root));
+        r->root[sizeof(r->root) - 1] = '\0';
+        return 0;
+    }
+    if (x->depth != 2)
+        return 0;
+    name = x->path[1];
+    if (strcmp(name, "Code") == 0)
+        copy_text(x, r->code, sizeof(r->code));
+    else if (strcmp(name, "Message") == 0)
+        copy_text(x, r->message, sizeof(r->message));
+    else if (strcmp(name, "RequestId") == 0)
+        copy_text(x, r->request_id, sizeof(r->request_id));
+    else if (strcmp(name, "Region") == 0)
+        copy_text(x, r->region, sizeof(r->region));
+    else if (strcmp(name, "ETag") == 0)
+        copy_text(x, r->etag, sizeof(r->etag));
+    else if (strcmp(name, "LastModified") == 0)
+        copy_text(x, r->last_modified, sizeof(r->last_modified));
+    return 0;
+}
+
+int
+xml_parse_reply(const char *p, size_t n, xml_reply *out, const char **error)
+{
+    reply_parser rp;
+    int rc = -1;
+
+    memset(out, 0, sizeof(*out));
+    rp.out = out;
+    if (xml_sax_init(&rp.sax, reply_end) < 0)
+        goto done;
+    rp.out = out;
+    if (xml_sax_feed(&rp.sax, p, n) < 0 || xml_sax_finish(&rp.sax) < 0)
+        goto done;
+    rc = 0;
+done:
+    if (rc < 0)
+        *error = rp.sax.error ? rp.sax.error : "malformed XML reply";
+    xml_sax_free(&rp.sax);
+    return rc;
+}

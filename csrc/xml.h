@@ -1,0 +1,75 @@
+/* xml: the S3 replies, parsed by a libxml2 SAX push parser as the bytes arrive.
+ *
+ * Pure C: safe with the GIL released; one parser per request. DTDs are refused
+ * outright (no entity declarations, so no expansion, and nothing loaded from the
+ * network); the first error is latched and the parser stopped. */
+#ifndef S3_XML_H
+#define S3_XML_H
+
+#include <stddef.h>
+
+#include "buf.h"
+
+#define XML_MAX_DEPTH 8          /* element names kept; deeper ones are only counted */
+#define XML_MAX_TEXT (1 << 20)   /* the longest text one element may carry */
+
+typedef struct xml_sax xml_sax;
+/* Called at the end of each element; x->text holds its text. Return -1 to stop. */
+typedef int (*xml_end_fn)(xml_sax *x);
+
+struct xml_sax {
+    void *ctxt;                     /* xmlParserCtxtPtr */
+    char path[XML_MAX_DEPTH][40];
+    int depth;
+    buf_t text;
+    xml_end_fn on_end;
+    const char *error;              /* first error, a static string */
+};
+
+int xml_sax_init(xml_sax *x, xml_end_fn on_end);
+int xml_sax_feed(xml_sax *x, const char *p, size_t n);
+int xml_sax_finish(xml_sax *x);
+void xml_sax_free(xml_sax *x);
+/* 1 when the element being closed has this path (root first), else 0. */
+int xml_at(const xml_sax *x, int depth, const char *const *names);
+
+/* ListBucketResult (ListObjectsV2). Strings live in `arena` as (offset, length). */
+typedef struct { size_t off, len; } xml_str;
+typedef struct {
+    xml_str key, etag, last_modified, storage_class;
+    long long size;
+} xml_object;
+
+typedef struct {
+    xml_sax sax;                    /* first: the callbacks cast back to xml_list */
+    buf_t arena;
+    xml_object *objects;
+    size_t nobjects, cap_objects;
+    xml_str *prefixes;
+    size_t nprefixes, cap_prefixes;
+    xml_str next_token;
+    int has_next_token;
+    int is_truncated;
+    int key_count;
+    xml_object cur;
+} xml_list;
+
+int xml_list_init(xml_list *l);
+void xml_list_free(xml_list *l);
+/* Feed with xml_sax_feed(&l->sax, ...), end with xml_sax_finish(&l->sax). */
+
+/* The small replies: the Error document and CopyObjectResult (S3 may send an
+ * Error document with status 200 for a copy, so one parser reads both). */
+typedef struct {
+    char root[40];
+    char code[64];
+    char message[512];
+    char request_id[128];
+    char region[64];
+    char etag[130];
+    char last_modified[40];
+} xml_reply;
+
+int xml_parse_reply(const char *p, size_t n, xml_reply *out, const char **error);
+
+#endif
