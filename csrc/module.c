@@ -55,7 +55,8 @@ s3_raise(s3_state *st, int status, const char *code, const char *message,
                                     message ? message : "");
     if (text == NULL)
         goto done;
-    exc = PyObject_CallOneArg(type, text);
+    /* a missing key carries ENOENT, as FileNotFoundError from open() does */
+    exc = missing ? PyObject_CallFunction(type, "iO", 2, text) : PyObject_CallOneArg(type, text);
     if (exc == NULL)
         goto done;
     num = PyLong_FromLong(status);
@@ -64,17 +65,6 @@ s3_raise(s3_state *st, int status, const char *code, const char *message,
         set_attr_str(exc, "request_id", request_id) < 0 ||
         set_attr_str(exc, "bucket", bucket) < 0 || set_attr_str(exc, "key", key) < 0)
         goto done;
-    if (missing) {
-        PyObject *en = PyLong_FromLong(2);   /* ENOENT, as FileNotFoundError has */
-        if (en == NULL)
-            goto done;
-        if (PyObject_SetAttrString(exc, "errno", en) < 0 ||
-            set_attr_str(exc, "filename", key) < 0) {
-            Py_DECREF(en);
-            goto done;
-        }
-        Py_DECREF(en);
-    }
     PyErr_SetObject(type, exc);
 done:
     Py_XDECREF(text);

@@ -22,6 +22,10 @@ sax_start(void *ud, const xmlChar *local, const xmlChar *prefix, const xmlChar *
     xml_sax *x = ud;
 
     (void)prefix; (void)uri; (void)nns; (void)ns; (void)nattr; (void)ndef; (void)attrs;
+    if (x->depth >= XML_MAX_NESTING) {
+        sax_fail(x, "XML nested too deeply");
+        return;
+    }
     if (x->depth < XML_MAX_DEPTH) {
         size_t n = strlen((const char *)local);
         if (n >= sizeof(x->path[0]))

@@ -12,6 +12,7 @@
 
 #define XML_MAX_DEPTH 8          /* element names kept; deeper ones are only counted */
 #define XML_MAX_TEXT (1 << 20)   /* the longest text one element may carry */
+#define XML_MAX_NESTING 64       /* S3 replies nest 3 deep; more is refused */
 
 typedef struct xml_sax xml_sax;
 /* Called at the end of each element; x->text holds its text. Return -1 to stop. */

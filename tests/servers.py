@@ -1,0 +1,164 @@
+"""Local servers for the tests, all on 127.0.0.1, all stopped by their fixtures.
+
+- MotoServer: `python -m moto.server` in a separate process on a free port.
+- FakeS3: a small HTTP/1.1 keep-alive server whose replies a test scripts, for
+  what moto cannot do: keep-alive, slow replies, 5xx then success, hostile XML.
+"""
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import socketserver
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
+
+
+class MotoServer:
+    """moto[server] as a real HTTP S3 server in its own process."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        full_env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                         "AWS_DEFAULT_REGION": "us-east-1"})
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_port(self.port, proc=self.proc)
+        except Exception:
+            self.stop()
+            raise
+
+    def create_bucket(self, name: str) -> None:
+        req = urllib.request.Request(f"{self.endpoint}/{name}", method="PUT")
+        urllib.request.urlopen(req, timeout=10).read()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+def start_auth_moto() -> tuple[MotoServer, str, str]:
+    """moto that checks signatures: the first 4 actions create an IAM user with
+    an s3:* policy and its access key; every request after that is verified."""
+    import boto3  # moto[server] depends on it
+
+    server = MotoServer({"INITIAL_NO_AUTH_ACTION_COUNT": "4"})
+    iam = boto3.client("iam", endpoint_url=server.endpoint, region_name="us-east-1",
+                       aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+    iam.create_user(UserName="storage")
+    policy = iam.create_policy(PolicyName="storage-s3", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+    }))
+    iam.attach_user_policy(UserName="storage", PolicyArn=policy["Policy"]["Arn"])
+    key = iam.create_access_key(UserName="storage")["AccessKey"]
+    return server, key["AccessKeyId"], key["SecretAccessKey"]
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class FakeS3:
+    """An HTTP/1.1 server with keep-alive whose replies come from `script`: a
+    function of (method, path) to a Reply. It records what it saw."""
+
+    def __init__(self, script: Callable[[str, str], Reply], tls: tuple[str, str] | None = None):
+        self.script = script
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.connections: set[int] = set()
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            timeout = 30  # an idle keep-alive connection closes by itself
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                with fake.lock:
+                    fake.requests.append((self.command, self.path, dict(self.headers)))
+                    fake.connections.add(id(self.connection))
+                reply = fake.script(self.command, self.path)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                self.send_response(reply.status)
+                for k, v in reply.headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(reply.body)
+
+            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _serve
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        scheme = "http"
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.port = self.server.server_address[1]
+        self.endpoint = f"{scheme}://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+    def __enter__(self) -> "FakeS3":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
