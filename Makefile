@@ -1,0 +1,53 @@
+# Set-up and checks. Every target makes what it needs: the Debian -dev packages
+# (installed with apt-get when missing), the virtual environment .venv, the build.
+#
+#   make demo    a short demo against a local S3 server started for it
+#   make test    the whole test suite
+#
+# Other targets: build, check (one quick pass in .venv), sanitize, clean.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+DEBS   := gcc make pkg-config libcurl4-openssl-dev libssl-dev zlib1g-dev libxml2-dev openssl
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test check build deps sanitize clean
+
+deps:
+	@missing=""; for p in $(DEBS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+
+$(STAMP): $(PY) setup.py pyproject.toml $(wildcard csrc/*.c csrc/*.h)
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+build: deps $(STAMP)
+
+demo: build
+	$(PY) example/demo.py
+
+check: build
+	$(PY) -m pytest -q
+
+test: build
+	bash scripts/test-all
+
+sanitize: deps $(PY)
+	S3_SANITIZE=1 $(PY) setup.py -q build_ext --inplace --force
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0 $(PY) -m pytest -q -p no:cacheprovider
+	$(PY) setup.py -q build_ext --inplace --force
+
+clean:
+	rm -rf build dist *.egg-info django_s3_storage/*.so
