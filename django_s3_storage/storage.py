@@ -1,0 +1,486 @@
+"""Django storages on S3: S3Storage, StaticS3Storage and ManifestStaticS3Storage.
+
+Thin shims: settings, names and Django semantics. Every byte of I/O goes through
+the C extension, django_s3_storage._s3. The settings, keyword arguments and
+behaviour follow django-s3-storage 0.15, so an existing project switches without
+changing anything.
+"""
+from __future__ import annotations
+
+import io
+import mimetypes
+import os
+import posixpath
+from datetime import datetime, timezone as dt_timezone
+from types import SimpleNamespace
+from typing import Any, Iterator
+from urllib.parse import urljoin
+
+from django.conf import settings
+from django.contrib.staticfiles.storage import ManifestFilesMixin
+from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
+from django.core.files.base import File
+from django.core.files.storage import Storage
+from django.core.signals import setting_changed
+from django.utils import timezone
+from django.utils.deconstruct import deconstructible
+from django.utils.encoding import filepath_to_uri
+
+from django_s3_storage import _s3
+
+__all__ = ["S3Error", "S3File", "S3Storage", "StaticS3Storage", "ManifestStaticS3Storage"]
+
+#: Raised for every failed S3 request; S3NotFoundError (also a FileNotFoundError)
+#: for a missing key. Both are OSError, as Django expects of a storage.
+S3Error = _s3.S3Error
+
+UNCOMPRESSED_SIZE_META_KEY = "uncompressed_size"
+# Ceph RGW hands metadata names back with '-' for '_'.
+_UNCOMPRESSED_SIZE_KEYS = (UNCOMPRESSED_SIZE_META_KEY, "uncompressed-size")
+_GZIP_SUBTYPES = frozenset(("xml", "json", "html", "javascript"))
+# boto3's client methods, as url(client_method=...) names them.
+_CLIENT_METHODS = {"get_object": "GET", "put_object": "PUT", "head_object": "HEAD",
+                   "delete_object": "DELETE"}
+# boto3's presign parameters for get_object, and the query names S3 reads.
+_EXTRA_PARAMS = {
+    "ResponseCacheControl": "response-cache-control",
+    "ResponseContentDisposition": "response-content-disposition",
+    "ResponseContentEncoding": "response-content-encoding",
+    "ResponseContentLanguage": "response-content-language",
+    "ResponseContentType": "response-content-type",
+    "ResponseExpires": "response-expires",
+    "VersionId": "versionId",
+}
+_SIGNATURE_VERSIONS = (None, "", "s3v4", "v4")
+
+
+def _callable_setting(value: Any, name: str) -> Any:
+    return value(name) if callable(value) else value
+
+
+def _to_posix(name: str) -> str:
+    return name.replace(os.sep, "/") if os.sep != "/" else name
+
+
+class S3File(File):
+    """A file read from S3; it can be opened again after it is closed."""
+
+    def __init__(self, file: Any, name: str, storage: "S3Storage", mode: str = "rb") -> None:
+        super().__init__(file, name)
+        self._storage = storage
+        self.mode = mode
+
+    def open(self, mode: str | None = None, *args: Any, **kwargs: Any) -> "S3File":
+        if self.closed:
+            self.file = self._storage.open(self.name, mode or self.mode).file
+            self.mode = mode or self.mode
+        else:
+            self.seek(0)
+        return self
+
+
+@deconstructible
+class S3Storage(Storage):
+    """Django's Storage API on an S3 bucket."""
+
+    default_auth_settings: dict[str, Any] = {
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_SESSION_TOKEN": "",
+    }
+
+    default_s3_settings: dict[str, Any] = {
+        "AWS_S3_BUCKET_NAME": "",
+        "AWS_S3_ADDRESSING_STYLE": "auto",
+        "AWS_S3_ENDPOINT_URL": "",
+        "AWS_S3_KEY_PREFIX": "",
+        "AWS_S3_BUCKET_AUTH": True,
+        "AWS_S3_MAX_AGE_SECONDS": 60 * 60,  # 1 hour
+        "AWS_S3_PUBLIC_URL": "",
+        "AWS_S3_REDUCED_REDUNDANCY": False,
+        "AWS_S3_CONTENT_DISPOSITION": "",
+        "AWS_S3_CONTENT_LANGUAGE": "",
+        "AWS_S3_METADATA": {},
+        "AWS_S3_ENCRYPT_KEY": False,
+        "AWS_S3_KMS_ENCRYPTION_KEY_ID": "",
+        "AWS_S3_GZIP": True,
+        "AWS_S3_SIGNATURE_VERSION": None,
+        "AWS_S3_FILE_OVERWRITE": False,
+        "AWS_S3_MAX_POOL_CONNECTIONS": 10,
+        "AWS_S3_CONNECT_TIMEOUT": 60,
+        "AWS_S3_USE_THREADS": True,
+    }
+
+    s3_settings_suffix = ""
+
+    def __init__(self, **kwargs: Any) -> None:
+        for key in kwargs:
+            upper = key.upper()
+            if upper not in self.default_auth_settings and upper not in self.default_s3_settings:
+                raise ImproperlyConfigured(f"Unknown S3Storage parameter: {key}")
+        self._kwargs = kwargs
+        self._setup()
+        setting_changed.connect(self._setting_changed_received)
+        super().__init__()
+
+    # ---- settings ----------------------------------------------------------
+
+    def _setup(self) -> None:
+        s = SimpleNamespace()
+        for key, default in self.default_auth_settings.items():
+            setattr(s, key, self._kwargs.get(key.lower(), getattr(settings, key, default)))
+        for key, default in self.default_s3_settings.items():
+            setattr(s, key, self._kwargs.get(
+                key.lower(), getattr(settings, key + self.s3_settings_suffix, default)))
+        suffix = self.s3_settings_suffix
+        if not s.AWS_S3_BUCKET_NAME:
+            raise ImproperlyConfigured(
+                f"AWS_S3_BUCKET_NAME{suffix} is required: the name of the S3 bucket that "
+                f"{type(self).__name__} stores files in.")
+        if s.AWS_S3_SIGNATURE_VERSION not in _SIGNATURE_VERSIONS:
+            raise ImproperlyConfigured(
+                f"AWS_S3_SIGNATURE_VERSION{suffix} = {s.AWS_S3_SIGNATURE_VERSION!r} is not "
+                "supported: use None or 's3v4' (this storage signs with AWS Signature V4).")
+        if s.AWS_S3_ADDRESSING_STYLE not in ("auto", "path", "virtual"):
+            raise ImproperlyConfigured(
+                f"AWS_S3_ADDRESSING_STYLE{suffix} must be 'auto', 'path' or 'virtual', "
+                f"not {s.AWS_S3_ADDRESSING_STYLE!r}.")
+        access = s.AWS_ACCESS_KEY_ID or os.environ.get("AWS_ACCESS_KEY_ID", "")
+        secret = s.AWS_SECRET_ACCESS_KEY or os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+        token = s.AWS_SESSION_TOKEN or (
+            "" if s.AWS_ACCESS_KEY_ID else os.environ.get("AWS_SESSION_TOKEN", ""))
+        if bool(access) != bool(secret):
+            raise ImproperlyConfigured(
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together: set both, or neither "
+                "for anonymous access.")
+        try:
+            self._client = _s3.Client(
+                s.AWS_S3_BUCKET_NAME,
+                endpoint_url=s.AWS_S3_ENDPOINT_URL or None,
+                region=s.AWS_REGION or "us-east-1",
+                access_key=access or None,
+                secret_key=secret or None,
+                session_token=token or None,
+                addressing_style=s.AWS_S3_ADDRESSING_STYLE,
+                connect_timeout=float(s.AWS_S3_CONNECT_TIMEOUT),
+                max_connections=int(s.AWS_S3_MAX_POOL_CONNECTIONS),
+            )
+        except ValueError as e:
+            raise ImproperlyConfigured(f"{type(self).__name__}: {e}") from None
+        self._prefix = posixpath.normpath(_to_posix(s.AWS_S3_KEY_PREFIX)).strip("/") \
+            if s.AWS_S3_KEY_PREFIX else ""
+        if self._prefix == ".":
+            self._prefix = ""
+        self.settings = s
+
+    _CONFIGURED = ("settings", "_client", "_prefix")
+
+    def _setting_changed_received(self, setting: str, **kwargs: Any) -> None:
+        # Forget the configuration; the next use builds it again from the settings
+        # then in force (so a setting that is invalid for a while breaks nothing).
+        if setting.startswith("AWS_"):
+            for attr in self._CONFIGURED:
+                self.__dict__.pop(attr, None)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when the attribute is missing: after a setting changed.
+        if name in self._CONFIGURED and "_kwargs" in self.__dict__:
+            self._setup()
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_kwargs": self._kwargs, "_constructor_args": getattr(
+            self, "_constructor_args", ((), self._kwargs))}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._constructor_args = state["_constructor_args"]
+        self.__init__(**state["_kwargs"])  # type: ignore[misc]
+
+    # ---- names ---------------------------------------------------------------
+
+    def _get_key_name(self, name: str) -> str:
+        """The S3 key of a name: the prefix joined with the normalised name.
+        A name that would land outside the prefix is refused before any request."""
+        name = _to_posix(name).lstrip("/")
+        key = posixpath.normpath(posixpath.join(self._prefix, name)) if name else self._prefix
+        if key == ".":
+            key = ""
+        if key == ".." or key.startswith("../") or key.startswith("/") or (
+                self._prefix and key != self._prefix
+                and not key.startswith(self._prefix + "/")):
+            raise SuspiciousFileOperation(
+                f"The name {name!r} resolves outside the storage's key prefix.")
+        return key
+
+    # ---- uploads ---------------------------------------------------------------
+
+    def _put_params(self, name: str, max_age: int | None = None) -> dict[str, Any]:
+        s = self.settings
+        auth = s.AWS_S3_BUCKET_AUTH
+        params: dict[str, Any] = {
+            "acl": "private" if auth else "public-read",
+            "cache_control": "{},max-age={}".format(
+                "private" if auth else "public",
+                s.AWS_S3_MAX_AGE_SECONDS if max_age is None else max_age),
+            "metadata": {k: str(_callable_setting(v, name)) for k, v in s.AWS_S3_METADATA.items()},
+            "storage_class": "REDUCED_REDUNDANCY" if s.AWS_S3_REDUCED_REDUNDANCY else "STANDARD",
+        }
+        disposition = _callable_setting(s.AWS_S3_CONTENT_DISPOSITION, name)
+        if disposition:
+            params["content_disposition"] = disposition
+        language = _callable_setting(s.AWS_S3_CONTENT_LANGUAGE, name)
+        if language:
+            params["content_language"] = language
+        if s.AWS_S3_ENCRYPT_KEY:
+            if isinstance(s.AWS_S3_ENCRYPT_KEY, str):
+                params["server_side_encryption"] = s.AWS_S3_ENCRYPT_KEY
+                if s.AWS_S3_KMS_ENCRYPTION_KEY_ID:
+                    params["sse_kms_key_id"] = s.AWS_S3_KMS_ENCRYPTION_KEY_ID
+            else:
+                params["server_side_encryption"] = "AES256"
+        return params
+
+    def _max_age_for(self, name: str) -> int | None:
+        """The max age of the Cache-Control header of `name` (None: the setting's)."""
+        return None
+
+    @staticmethod
+    def _content_type(name: str) -> str:
+        return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+
+    @staticmethod
+    def _compressible(content_type: str) -> bool:
+        family, _, subtype = content_type.lower().partition("/")
+        return family == "text" or subtype.split("+")[-1] in _GZIP_SUBTYPES
+
+    @staticmethod
+    def _read_content(content: Any) -> bytes:
+        if hasattr(content, "seek") and getattr(content, "seekable", lambda: True)():
+            content.seek(0)
+        chunks = content.chunks() if hasattr(content, "chunks") else [content.read()]
+        data = b"".join(c.encode("utf-8") if isinstance(c, str) else bytes(c) for c in chunks)
+        return data
+
+    def _save(self, name: str, content: Any) -> str:
+        params = self._put_params(name, self._max_age_for(name))
+        data = self._read_content(content)
+        content_type = self._content_type(name)
+        params["content_type"] = content_type
+        if self.settings.AWS_S3_GZIP and self._compressible(content_type):
+            packed = _s3.gzip_compress(data, 9)
+            if len(packed) < len(data):
+                params["content_encoding"] = "gzip"
+                params["metadata"][UNCOMPRESSED_SIZE_META_KEY] = str(len(data))
+                data = packed
+        self._client.put_object(self._get_key_name(name), data, **params)
+        return name
+
+    # ---- reads -------------------------------------------------------------------
+
+    def _open(self, name: str, mode: str = "rb") -> S3File:
+        if mode not in ("rb", "r", "rt"):
+            raise ValueError(f"S3 files can only be opened in read-only mode, not {mode!r}")
+        body, _meta = self._client.get_object(self._get_key_name(name), decompress=True)
+        file: Any = io.BytesIO(body)
+        if "b" not in mode:
+            file = io.TextIOWrapper(file, encoding="utf-8")
+        return S3File(file, name, self, mode)
+
+    def meta(self, name: str) -> dict[str, Any]:
+        """The object's headers in the shape of boto3's head_object."""
+        meta = self._client.head_object(self._get_key_name(name))
+        if "LastModified" in meta:
+            meta["LastModified"] = datetime.fromtimestamp(meta["LastModified"], dt_timezone.utc)
+        return meta
+
+    def delete(self, name: str) -> None:
+        self._client.delete_object(self._get_key_name(name))
+
+    def exists(self, name: str) -> bool:
+        # False only for not-found: anything else raises, or get_available_name
+        # could overwrite a file that exists.
+        name = _to_posix(name)
+        if name.endswith("/") or not name.strip("/"):
+            return self._dir_exists(name)
+        try:
+            self._client.head_object(self._get_key_name(name))
+        except FileNotFoundError:
+            return self._dir_exists(name)
+        return True
+
+    def _dir_exists(self, name: str) -> bool:
+        key = self._get_key_name(name)
+        page = self._client.list_objects(prefix=key + "/" if key else None, max_keys=1)
+        return bool(page["Contents"] or page["CommonPrefixes"])
+
+    def _iter_pages(self, prefix: str | None, delimiter: str | None) -> Iterator[dict[str, Any]]:
+        token = None
+        while True:
+            page = self._client.list_objects(prefix=prefix, delimiter=delimiter,
+                                             continuation_token=token)
+            yield page
+            token = page["NextContinuationToken"]
+            if not page["IsTruncated"] or not token:
+                return
+
+    def listdir(self, path: str) -> tuple[list[str], list[str]]:
+        key = self._get_key_name(path)
+        base = key + "/" if key else ""
+        dirs: list[str] = []
+        files: list[str] = []
+        for page in self._iter_pages(base or None, "/"):
+            files.extend(c[0][len(base):] for c in page["Contents"] if c[0] != base)
+            dirs.extend(p[len(base):].rstrip("/") for p in page["CommonPrefixes"])
+        return dirs, files
+
+    def size(self, name: str) -> int:
+        meta = self.meta(name)
+        if meta.get("ContentEncoding") == "gzip":
+            for k in _UNCOMPRESSED_SIZE_KEYS:
+                if k in meta["Metadata"]:
+                    return int(meta["Metadata"][k])
+        return int(meta["ContentLength"])
+
+    def url(self, name: str, extra_params: dict[str, str] | None = None,
+            client_method: str = "get_object") -> str:
+        s = self.settings
+        if s.AWS_S3_PUBLIC_URL:
+            if extra_params or client_method != "get_object":
+                raise ValueError("Use of extra_params or client_method is not allowed with "
+                                 "AWS_S3_PUBLIC_URL")
+            return urljoin(s.AWS_S3_PUBLIC_URL, filepath_to_uri(name))
+        if not s.AWS_S3_BUCKET_AUTH:
+            if extra_params or client_method != "get_object":
+                raise ValueError("Use of extra_params or client_method is only allowed with "
+                                 "AWS_S3_BUCKET_AUTH")
+            return self._client.url(self._get_key_name(name))
+        method = _CLIENT_METHODS.get(client_method)
+        if method is None:
+            raise ValueError(f"client_method {client_method!r} is not supported: use one of "
+                             f"{', '.join(sorted(_CLIENT_METHODS))}")
+        query = None
+        if extra_params:
+            unknown = sorted(set(extra_params) - set(_EXTRA_PARAMS))
+            if unknown:
+                raise ValueError(f"extra_params {', '.join(unknown)} not supported: use "
+                                 f"{', '.join(sorted(_EXTRA_PARAMS))}")
+            query = {_EXTRA_PARAMS[k]: str(v) for k, v in extra_params.items()}
+        return self._client.presign(method, self._get_key_name(name),
+                                    expires=int(s.AWS_S3_MAX_AGE_SECONDS), query=query)
+
+    # ---- times -------------------------------------------------------------------
+
+    def _last_modified(self, name: str) -> datetime:
+        return self.meta(name)["LastModified"]
+
+    def modified_time(self, name: str) -> datetime:
+        """Naive UTC, as django-s3-storage always returned."""
+        return self._last_modified(name).replace(tzinfo=None)
+
+    created_time = accessed_time = modified_time
+
+    def get_modified_time(self, name: str) -> datetime:
+        stamp = self._last_modified(name)
+        return stamp if settings.USE_TZ else timezone.make_naive(stamp)
+
+    get_created_time = get_accessed_time = get_modified_time
+
+    # ---- names for new files, copies ------------------------------------------------
+
+    def get_available_name(self, name: str, max_length: int | None = None) -> str:
+        name = _to_posix(name)
+        if not self.settings.AWS_S3_FILE_OVERWRITE:
+            return super().get_available_name(name, max_length)
+        if max_length is None or len(name) <= max_length:
+            return name
+        # the name as it is would not fit: shorten the file's root, keep the extension
+        dir_name, file_name = posixpath.split(name)
+        root, ext = posixpath.splitext(file_name)
+        cut = len(name) - max_length
+        if cut >= len(root):
+            raise SuspiciousFileOperation(
+                f'Storage cannot fit "{name}" in {max_length} characters; use a shorter name.')
+        return posixpath.join(dir_name, root[:-cut] + ext)
+
+    def copy(self, src: str, dst: str) -> str:
+        """Copies src to dst inside the bucket (S3 CopyObject: no download)."""
+        self._client.copy_object(self._get_key_name(src), self._get_key_name(dst))
+        return dst
+
+    def rename(self, src: str, dst: str) -> str:
+        self.copy(src, dst)
+        self.delete(src)
+        return dst
+
+    # ---- re-syncing headers ---------------------------------------------------------
+
+    def sync_meta_iter(self) -> Iterator[str]:
+        """Rewrites every object's headers, ACL, storage class, encryption and
+        metadata from the current settings (one CopyObject each); yields names."""
+        base = self._prefix + "/" if self._prefix else ""
+        for page in self._iter_pages(base or None, None):
+            for entry in page["Contents"]:
+                key = entry[0]
+                name = key[len(base):]
+                if not name:
+                    continue
+                try:
+                    obj = self._client.head_object(key)
+                except FileNotFoundError:
+                    continue  # deleted since the listing
+                params = self._put_params(name, self._max_age_for(name))
+                encoding = obj.get("ContentEncoding")
+                if encoding:
+                    params["content_encoding"] = encoding
+                    for k in _UNCOMPRESSED_SIZE_KEYS:
+                        if k in obj["Metadata"]:
+                            params["metadata"][UNCOMPRESSED_SIZE_META_KEY] = obj["Metadata"][k]
+                            break
+                params["content_type"] = obj.get("ContentType") or self._content_type(name)
+                self._client.copy_object(key, key, metadata_directive="REPLACE", **params)
+                yield name
+
+    def sync_meta(self) -> None:
+        for _ in self.sync_meta_iter():
+            pass
+
+
+class StaticS3Storage(S3Storage):
+    """S3 storage for static files: settings with the _STATIC suffix, public by default."""
+
+    default_s3_settings = {**S3Storage.default_s3_settings, "AWS_S3_BUCKET_AUTH": False}
+    s3_settings_suffix = "_STATIC"
+
+
+class ManifestStaticS3Storage(ManifestFilesMixin, StaticS3Storage):
+    """Static storage with hashed names and a staticfiles.json manifest. Hashed
+    files never change, so they are cached for AWS_S3_MAX_AGE_SECONDS_CACHED_STATIC;
+    the manifest and the un-hashed copies keep AWS_S3_MAX_AGE_SECONDS_STATIC."""
+
+    default_s3_settings = {**StaticS3Storage.default_s3_settings,
+                           "AWS_S3_MAX_AGE_SECONDS_CACHED": 60 * 60 * 24 * 365}
+    _hashing = False
+    _known_hashed: frozenset[str] = frozenset()
+
+    def _max_age_for(self, name: str) -> int | None:
+        # post_process saves only hashed names (and the manifest); sync_meta asks
+        # the manifest which names are hashed.
+        if name != self.manifest_name and (self._hashing or name in self._known_hashed):
+            return int(self.settings.AWS_S3_MAX_AGE_SECONDS_CACHED)
+        return None
+
+    def post_process(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        self._hashing = True
+        try:
+            yield from super().post_process(*args, **kwargs)
+        finally:
+            self._hashing = False
+
+    def sync_meta_iter(self) -> Iterator[str]:
+        self._known_hashed = frozenset(self.hashed_files.values())
+        try:
+            yield from super().sync_meta_iter()
+        finally:
+            self._known_hashed = frozenset()

@@ -1,0 +1,2 @@
+// A script, stored gzipped since it is text.
+document.addEventListener("DOMContentLoaded", function () { console.log("loaded"); });
