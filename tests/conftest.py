@@ -80,13 +80,15 @@ def s3() -> Iterator[S3Target]:
     try:
         for bucket in (BUCKET, STATIC_BUCKET):
             target.create_bucket(bucket)
-        # Django's settings were loaded before the server existed: point them at it,
-        # and let subprocesses (the legacy-settings run) find it too.
-        from django.conf import settings
+        # Django's settings were loaded before the server existed: point them at it
+        # the way override_settings does, so storages made at import time (a model
+        # field's) hear of it; and let subprocesses (legacy settings) find it too.
+        from django.test import override_settings
 
-        settings.AWS_S3_ENDPOINT_URL = settings.AWS_S3_ENDPOINT_URL_STATIC = target.endpoint
-        settings.AWS_ACCESS_KEY_ID = target.access_key
-        settings.AWS_SECRET_ACCESS_KEY = target.secret_key
+        session_settings = override_settings(
+            AWS_S3_ENDPOINT_URL=target.endpoint, AWS_S3_ENDPOINT_URL_STATIC=target.endpoint,
+            AWS_ACCESS_KEY_ID=target.access_key, AWS_SECRET_ACCESS_KEY=target.secret_key)
+        session_settings.enable()
         os.environ.update(S3_TEST_ENDPOINT_URL=target.endpoint,
                           S3_TEST_ACCESS_KEY=target.access_key,
                           S3_TEST_SECRET_KEY=target.secret_key)
