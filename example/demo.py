@@ -1,11 +1,13 @@
 """A short demo of django-s3-storage against a local S3 server started for it.
 
 Run with `make demo`. It starts moto's S3 server on 127.0.0.1 (a free port),
-then goes through what the package does: upload, a presigned URL fetched back
-with plain HTTP, a listing, and a gzip round trip. It stops the server at the end.
+configures Django with S3Storage as the default storage, and goes through the
+main job: upload, a presigned URL fetched back with plain HTTP, a listing, and a
+gzip round trip. The server stops at the end.
 """
 from __future__ import annotations
 
+import gzip
 import sys
 import time
 import urllib.request
@@ -15,40 +17,56 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from servers import MotoServer  # noqa: E402
 
-from django_s3_storage import _s3  # noqa: E402
-
 
 def main() -> None:
     server = MotoServer()
     try:
         server.create_bucket("demo-bucket")
         print(f"S3 server (moto) on {server.endpoint}, bucket demo-bucket")
-        client = _s3.Client("demo-bucket", endpoint_url=server.endpoint,
-                            access_key="demo", secret_key="demo-secret")
+
+        import django
+        from django.conf import settings
+
+        settings.configure(
+            INSTALLED_APPS=["django_s3_storage"],
+            STORAGES={"default": {"BACKEND": "django_s3_storage.storage.S3Storage"}},
+            AWS_S3_ENDPOINT_URL=server.endpoint,
+            AWS_S3_BUCKET_NAME="demo-bucket",
+            AWS_ACCESS_KEY_ID="demo",
+            AWS_SECRET_ACCESS_KEY="demo-secret",
+            AWS_S3_KEY_PREFIX="media",
+        )
+        django.setup()
+        from django.core.files.base import ContentFile
+        from django.core.files.storage import default_storage as storage
 
         t0 = time.perf_counter()
-        put = client.put_object("docs/hello ü.txt", b"Hello from C!", content_type="text/plain")
-        print(f"uploaded docs/hello ü.txt, ETag {put['ETag']} "
-              f"({(time.perf_counter() - t0) * 1e3:.1f} ms)")
+        name = storage.save("docs/hello ü.txt", ContentFile("Hello from C! " * 50))
+        print(f"saved {name!r} in {(time.perf_counter() - t0) * 1e3:.1f} ms; stored as "
+              f"{storage.meta(name)['ContentLength']} bytes gzipped, size() says "
+              f"{storage.size(name)}")
 
-        url = client.presign("GET", "docs/hello ü.txt", expires=300)
+        url = storage.url(name)
+        print(f"presigned URL: {url[:90]}...")
         with urllib.request.urlopen(url, timeout=10) as resp:
-            print(f"presigned URL fetched with urllib: {resp.read()!r}")
+            body = resp.read()
+            if resp.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+        print(f"fetched with urllib: {body[:28]!r}... ({len(body)} bytes)")
 
         for i in range(3):
-            client.put_object(f"docs/more/{i}.txt", b"x" * i)
-        page = client.list_objects(prefix="docs/", delimiter="/")
-        print("listing of docs/: files", [c[0] for c in page["Contents"]],
-              "dirs", page["CommonPrefixes"])
+            storage.save(f"docs/more/{i}.bin", ContentFile(b"x" * i))
+        print("listdir('docs'):", storage.listdir("docs"))
+        print("exists('docs/more'):", storage.exists("docs/more"))
 
-        css = b"body { color: #333; }\n" * 200
-        packed = _s3.gzip_compress(css)
-        client.put_object("static/site.css", packed, content_type="text/css",
-                          content_encoding="gzip")
-        back, meta = client.get_object("static/site.css", decompress=True)
+        css = "body { color: #333; }\n" * 200
+        storage.save("site.css", ContentFile(css))
+        with storage.open("site.css", "r") as f:
+            back = f.read()
         assert back == css
-        print(f"gzip round trip: {len(css)} bytes stored as {len(packed)}, read back "
-              f"{len(back)} bytes ({meta['ContentType']})")
+        meta = storage.meta("site.css")
+        print(f"gzip round trip: {len(css)} characters stored as {meta['ContentLength']} "
+              f"bytes ({meta['ContentType']}, {meta['ContentEncoding']}), read back whole")
         print("demo OK")
     finally:
         server.stop()

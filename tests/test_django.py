@@ -15,7 +15,7 @@ import django
 import pytest
 from django.core import checks
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage, storages
+from django.core.files.storage import StorageHandler, default_storage, storages
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
@@ -35,24 +35,25 @@ def test_storages_setting_gives_the_s3_storages(s3: S3Target) -> None:
 
 
 def test_storages_options_are_keyword_arguments(s3: S3Target, prefix: str) -> None:
-    with override_settings(STORAGES={
+    # Django's own handler of the STORAGES setting (override_settings(STORAGES=...)
+    # drops OPTIONS on Django 4.2, which a settings module does not)
+    handler = StorageHandler({
         "default": {"BACKEND": "django_s3_storage.storage.S3Storage",
                     "OPTIONS": {"aws_s3_key_prefix": prefix, "aws_s3_max_age_seconds": 42}},
-        "staticfiles": {"BACKEND": "django_s3_storage.storage.StaticS3Storage"},
-    }):
-        default_storage.save("opt.txt", ContentFile(b"options"))
-        assert s3.client().get_object(prefix + "opt.txt")[0] == b"options"
-        assert default_storage.meta("opt.txt")["CacheControl"] == "private,max-age=42"
+    })
+    storage = handler["default"]
+    storage.save("opt.txt", ContentFile(b"options"))
+    assert s3.client().get_object(prefix + "opt.txt")[0] == b"options"
+    assert storage.meta("opt.txt")["CacheControl"] == "private,max-age=42"
 
 
 LEGACY_SCRIPT = """
 import django
 django.setup()
+from django.contrib.staticfiles.storage import staticfiles_storage
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.contrib.staticfiles.storage import staticfiles_storage
-print(type(default_storage._wrapped if hasattr(default_storage, "_wrapped") else default_storage).__name__)
-default_storage._setup() if hasattr(default_storage, "_setup") else None
+default_storage.settings, staticfiles_storage.settings   # set the lazy objects up
 print(type(default_storage._wrapped).__name__, type(staticfiles_storage._wrapped).__name__)
 name = default_storage.save("{prefix}legacy.txt", ContentFile(b"legacy settings"))
 print(default_storage.open(name).read().decode())

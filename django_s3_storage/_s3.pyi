@@ -1,0 +1,94 @@
+"""Types of the C extension django_s3_storage._s3."""
+from typing import Any
+
+curl_version: str
+
+class S3Error(OSError):
+    code: str | None
+    status: int
+    message: str | None
+    request_id: str | None
+    bucket: str | None
+    key: str | None
+
+class S3NotFoundError(S3Error, FileNotFoundError): ...
+
+ListEntry = tuple[str, int, str, float, str]  # key, size, etag, last modified (epoch), class
+
+class Client:
+    bucket: str
+    region: str
+    endpoint_url: str
+    addressing_style: str
+    connections_opened: int
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint_url: str | None = ...,
+        region: str = ...,
+        access_key: str | None = ...,
+        secret_key: str | None = ...,
+        session_token: str | None = ...,
+        addressing_style: str = ...,
+        connect_timeout: float = ...,
+        read_timeout: float = ...,
+        max_connections: int = ...,
+        max_attempts: int = ...,
+        verify: bool = ...,
+        ca_bundle: str | None = ...,
+    ) -> None: ...
+    def head_object(self, key: str) -> dict[str, Any]: ...
+    def get_object(
+        self, key: str, *, start: int | None = ..., end: int | None = ...,
+        decompress: bool = ...
+    ) -> tuple[bytes, dict[str, Any]]: ...
+    def put_object(
+        self,
+        key: str,
+        body: bytes | bytearray | memoryview,
+        *,
+        content_type: str | None = ...,
+        content_encoding: str | None = ...,
+        cache_control: str | None = ...,
+        content_disposition: str | None = ...,
+        content_language: str | None = ...,
+        acl: str | None = ...,
+        storage_class: str | None = ...,
+        server_side_encryption: str | None = ...,
+        sse_kms_key_id: str | None = ...,
+        metadata: dict[str, str] | None = ...,
+    ) -> dict[str, Any]: ...
+    def copy_object(self, source_key: str, key: str, **kwargs: Any) -> dict[str, Any]: ...
+    def delete_object(self, key: str) -> None: ...
+    def list_objects(
+        self,
+        prefix: str | None = ...,
+        *,
+        delimiter: str | None = ...,
+        continuation_token: str | None = ...,
+        start_after: str | None = ...,
+        max_keys: int = ...,
+    ) -> dict[str, Any]: ...
+    def url(self, key: str) -> str: ...
+    def presign(
+        self, method: str, key: str, *, expires: int = ...,
+        query: dict[str, str] | None = ..., timestamp: str | None = ...
+    ) -> str: ...
+
+def presign_v4(
+    method: str, url: str, *, region: str, access_key: str, secret_key: str, expires: int,
+    timestamp: str, session_token: str | None = ..., service: str = ...
+) -> str: ...
+def sign_v4(
+    method: str, url: str, headers: dict[str, str], payload_hash: str, *, region: str,
+    access_key: str, secret_key: str, timestamp: str, session_token: str | None = ...,
+    service: str = ...
+) -> dict[str, str]: ...
+def _sigv4_stages(
+    method: str, url: str, headers: dict[str, str], payload_hash: str, *, region: str,
+    access_key: str, secret_key: str, timestamp: str, session_token: str | None = ...,
+    service: str = ...
+) -> tuple[str, str, str]: ...
+def gzip_compress(data: bytes | bytearray | memoryview, level: int = ...) -> bytes: ...
+def gzip_decompress(data: bytes | bytearray | memoryview) -> bytes: ...
