@@ -84,6 +84,20 @@ dns_compatible(const char *b)
     return 1;
 }
 
+static void
+client_free_strings(Client *self)
+{
+    free(self->endpoint);
+    free(self->bucket);
+    free(self->region);
+    free(self->base);
+    free(self->ca_bundle);
+    self->endpoint = self->bucket = self->region = self->base = self->ca_bundle = NULL;
+    free_secret(&self->access_key);
+    free_secret(&self->secret_key);
+    free_secret(&self->session_token);
+}
+
 static int
 client_init(PyObject *self_, PyObject *args, PyObject *kw)
 {
@@ -105,6 +119,7 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_RuntimeError, "Client is already initialised");
         return -1;
     }
+    client_free_strings(self);   /* what a failed earlier __init__ left */
     if (!PyArg_ParseTupleAndKeywords(args, kw, "s|$zszzzsddiipz", kwlist, &bucket, &endpoint,
                                      &region, &access, &secret, &token, &style,
                                      &connect_timeout, &read_timeout, &max_connections,
@@ -231,14 +246,7 @@ client_dealloc(PyObject *self_)
         pthread_mutex_destroy(&self->key_lock);
         sigv4_cache_reset(&self->key_cache);
     }
-    free(self->endpoint);
-    free(self->bucket);
-    free(self->region);
-    free(self->base);
-    free(self->ca_bundle);
-    free_secret(&self->access_key);
-    free_secret(&self->secret_key);
-    free_secret(&self->session_token);
+    client_free_strings(self);
     tp->tp_free(self_);
     Py_DECREF(tp);
 }

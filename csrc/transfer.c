@@ -262,7 +262,9 @@ xfer_perform(xfer_pool *p, const xfer_opts *o, xfer_request *r)
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, o->read_timeout_s);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, o->verify ? 1L : 0L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o->verify ? 2L : 0L);
-    curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_bundle);
+    /* only when given: a NULL would also drop libcurl's built-in CA bundle */
+    if (o->ca_bundle)
+        curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_bundle);
 
     r->curl_rc = curl_easy_perform(h);
 
