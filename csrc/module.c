@@ -185,12 +185,6 @@ has_header(const sigv4_header *h, size_t n, const char *name)
     return 0;
 }
 
-/* The three stages of a header signature, shared by sign_v4 and _sigv4_stages. */
-typedef struct {
-    buf_t canonical, signed_names, sts;
-    char signature[65];
-} sign_stages;
-
 static PyObject *
 sign_common(PyObject *module, PyObject *args, PyObject *kw, int stages_only)
 {
@@ -204,7 +198,7 @@ sign_common(PyObject *module, PyObject *args, PyObject *kw, int stages_only)
     sigv4_url u;
     sigv4_header *h = NULL;
     size_t nh = 0;
-    sign_stages s = {BUF_INIT, BUF_INIT, BUF_INIT, {0}};
+    sigv4_stages s = SIGV4_STAGES_INIT;
     buf_t auth = BUF_INIT;
     int s3;
 
@@ -236,16 +230,14 @@ sign_common(PyObject *module, PyObject *args, PyObject *kw, int stages_only)
     if (a.session_token && a.session_token[0] && !has_header(h, nh, "x-amz-security-token"))
         h[nh++] = (sigv4_header){"x-amz-security-token", 20, a.session_token,
                                  strlen(a.session_token)};
-    if (sigv4_canonical_request(&s.canonical, &s.signed_names, method, &u, h, nh, payload_hash,
-                                s3) < 0 ||
-        sigv4_string_to_sign(&c, &s.canonical, &s.sts) < 0 ||
-        sigv4_signature(&c, &s.sts, s.signature) < 0) {
+    if (sigv4_sign(&c, method, &u, h, nh, payload_hash, &s) < 0) {
         PyErr_NoMemory();
         goto done;
     }
     if (stages_only) {
         res = Py_BuildValue("(s#s#s)", s.canonical.data, (Py_ssize_t)s.canonical.len,
-                            s.sts.data, (Py_ssize_t)s.sts.len, s.signature);
+                            s.string_to_sign.data, (Py_ssize_t)s.string_to_sign.len,
+                            s.signature);
         goto done;
     }
     if (buf_printf(&auth, "AWS4-HMAC-SHA256 Credential=%s/%.8s/%s/%s/aws4_request, "
@@ -294,9 +286,7 @@ sign_common(PyObject *module, PyObject *args, PyObject *kw, int stages_only)
     }
 done:
     PyMem_Free(h);
-    buf_free(&s.canonical);
-    buf_free(&s.signed_names);
-    buf_free(&s.sts);
+    sigv4_stages_free(&s);
     buf_free(&auth);
     return res;
 }
@@ -308,7 +298,7 @@ sign_v4(PyObject *module, PyObject *args, PyObject *kw)
 }
 
 static PyObject *
-sigv4_stages(PyObject *module, PyObject *args, PyObject *kw)
+py_sigv4_stages(PyObject *module, PyObject *args, PyObject *kw)
 {
     return sign_common(module, args, kw, 1);
 }
@@ -367,7 +357,7 @@ static PyMethodDef module_methods[] = {
      "sign_v4(method, url, headers, payload_hash, *, region, access_key, secret_key, "
      "timestamp, session_token=None, service='s3') -> dict\n\nThe headers that sign the "
      "request: Authorization, X-Amz-Date, and X-Amz-Security-Token / X-Amz-Content-Sha256."},
-    {"_sigv4_stages", (PyCFunction)(void (*)(void))sigv4_stages, METH_VARARGS | METH_KEYWORDS,
+    {"_sigv4_stages", (PyCFunction)(void (*)(void))py_sigv4_stages, METH_VARARGS | METH_KEYWORDS,
      "As sign_v4, but returns (canonical_request, string_to_sign, signature), for tests."},
     {"gzip_compress", (PyCFunction)(void (*)(void))gzip_compress, METH_VARARGS | METH_KEYWORDS,
      "gzip_compress(data, level=9) -> bytes (gzip format)"},

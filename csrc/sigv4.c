@@ -5,7 +5,6 @@
 #include <strings.h>
 
 #include <openssl/crypto.h>
-#include <openssl/hmac.h>
 
 int
 sigv4_split_url(const char *url, sigv4_url *u)
@@ -341,15 +340,43 @@ sigv4_string_to_sign(const sigv4_ctx *c, const buf_t *canonical, buf_t *out)
     return 0;
 }
 
+/* HMAC-SHA256 on a digest context: OpenSSL 3's one-shot HMAC() looks the MAC
+ * implementation up on every call, which costs more than the hashing here. */
 static int
 hmac(const EVP_MD *md, const void *key, size_t klen, const void *p, size_t n,
      unsigned char out[32])
 {
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char k[64], pad[64], inner[32];
     unsigned int len = 0;
+    int i, rc = -1;
 
-    if (HMAC(md, key, (int)klen, p, n, out, &len) == NULL || len != 32)
+    if (ctx == NULL)
         return -1;
-    return 0;
+    memset(k, 0, sizeof(k));
+    if (klen > sizeof(k)) {
+        if (!EVP_Digest(key, klen, k, &len, md, NULL))
+            goto done;
+    } else if (klen) {
+        memcpy(k, key, klen);
+    }
+    for (i = 0; i < 64; i++)
+        pad[i] = k[i] ^ 0x36;
+    if (!EVP_DigestInit_ex(ctx, md, NULL) || !EVP_DigestUpdate(ctx, pad, 64) ||
+        !EVP_DigestUpdate(ctx, p, n) || !EVP_DigestFinal_ex(ctx, inner, &len) || len != 32)
+        goto done;
+    for (i = 0; i < 64; i++)
+        pad[i] = k[i] ^ 0x5c;
+    if (!EVP_DigestInit_ex(ctx, md, NULL) || !EVP_DigestUpdate(ctx, pad, 64) ||
+        !EVP_DigestUpdate(ctx, inner, 32) || !EVP_DigestFinal_ex(ctx, out, &len) || len != 32)
+        goto done;
+    rc = 0;
+done:
+    OPENSSL_cleanse(k, sizeof(k));
+    OPENSSL_cleanse(pad, sizeof(pad));
+    OPENSSL_cleanse(inner, sizeof(inner));
+    EVP_MD_CTX_free(ctx);
+    return rc;
 }
 
 static int
@@ -416,27 +443,43 @@ is_s3(const sigv4_ctx *c)
 }
 
 int
+sigv4_sign(const sigv4_ctx *c, const char *method, const sigv4_url *u, sigv4_header *hdrs,
+           size_t nhdrs, const char *payload_hash, sigv4_stages *out)
+{
+    if (sigv4_canonical_request(&out->canonical, &out->signed_names, method, u, hdrs, nhdrs,
+                                payload_hash, is_s3(c)) < 0 ||
+        sigv4_string_to_sign(c, &out->canonical, &out->string_to_sign) < 0 ||
+        sigv4_signature(c, &out->string_to_sign, out->signature) < 0)
+        return -1;
+    return 0;
+}
+
+void
+sigv4_stages_free(sigv4_stages *s)
+{
+    buf_free(&s->canonical);
+    buf_free(&s->signed_names);
+    buf_free(&s->string_to_sign);
+}
+
+int
 sigv4_authorization(const sigv4_ctx *c, const char *method, const sigv4_url *u,
                     sigv4_header *hdrs, size_t nhdrs, const char *payload_hash, buf_t *out)
 {
-    buf_t canon = BUF_INIT, names = BUF_INIT, sts = BUF_INIT;
-    char sig[65];
+    sigv4_stages st = SIGV4_STAGES_INIT;
     int rc = -1;
 
-    if (sigv4_canonical_request(&canon, &names, method, u, hdrs, nhdrs, payload_hash,
-                                is_s3(c)) < 0 ||
-        sigv4_string_to_sign(c, &canon, &sts) < 0 || sigv4_signature(c, &sts, sig) < 0)
+    if (sigv4_sign(c, method, u, hdrs, nhdrs, payload_hash, &st) < 0)
         goto done;
     if (buf_puts(out, "AWS4-HMAC-SHA256 Credential=") < 0 || buf_puts(out, c->access_key) < 0 ||
         buf_putc(out, '/') < 0 || append_scope(out, c) < 0 ||
-        buf_puts(out, ", SignedHeaders=") < 0 || buf_append(out, names.data, names.len) < 0 ||
-        buf_puts(out, ", Signature=") < 0 || buf_append(out, sig, 64) < 0)
+        buf_puts(out, ", SignedHeaders=") < 0 ||
+        buf_append(out, st.signed_names.data, st.signed_names.len) < 0 ||
+        buf_puts(out, ", Signature=") < 0 || buf_append(out, st.signature, 64) < 0)
         goto done;
     rc = 0;
 done:
-    buf_free(&canon);
-    buf_free(&names);
-    buf_free(&sts);
+    sigv4_stages_free(&st);
     return rc;
 }
 
@@ -444,11 +487,10 @@ int
 sigv4_presign(const sigv4_ctx *c, const char *method, const char *url, long expires,
               buf_t *out)
 {
-    buf_t scope = BUF_INIT, canon = BUF_INIT, names = BUF_INIT, sts = BUF_INIT;
-    buf_t query = BUF_INIT;
+    buf_t scope = BUF_INIT, query = BUF_INIT;
+    sigv4_stages st = SIGV4_STAGES_INIT;
     sigv4_url u, signed_u;
     sigv4_header host;
-    char sig[65];
     int rc = -1;
 
     if (sigv4_split_url(url, &u) < 0)
@@ -475,22 +517,18 @@ sigv4_presign(const sigv4_ctx *c, const char *method, const char *url, long expi
     host.name_len = 4;
     host.value = u.host;
     host.value_len = u.host_len;
-    if (sigv4_canonical_request(&canon, &names, method, &signed_u, &host, 1,
-                                SIGV4_UNSIGNED, is_s3(c)) < 0 ||
-        sigv4_string_to_sign(c, &canon, &sts) < 0 || sigv4_signature(c, &sts, sig) < 0)
+    if (sigv4_sign(c, method, &signed_u, &host, 1, SIGV4_UNSIGNED, &st) < 0)
         goto done;
     /* the URL up to its query, with "/" when it has no path */
     if (buf_append(out, url, strcspn(url, "?#")) < 0 ||
         (!u.path_given && buf_putc(out, '/') < 0) ||
         buf_putc(out, '?') < 0 || buf_append(out, query.data, query.len) < 0 ||
-        buf_puts(out, "&X-Amz-Signature=") < 0 || buf_append(out, sig, 64) < 0)
+        buf_puts(out, "&X-Amz-Signature=") < 0 || buf_append(out, st.signature, 64) < 0)
         goto done;
     rc = 0;
 done:
     buf_free(&scope);
-    buf_free(&canon);
-    buf_free(&names);
-    buf_free(&sts);
     buf_free(&query);
+    sigv4_stages_free(&st);
     return rc;
 }

@@ -73,6 +73,23 @@ int sigv4_string_to_sign(const sigv4_ctx *c, const buf_t *canonical, buf_t *out)
 /* Stage 3: hex signature of `sts`, using (and filling) the context's cache. */
 int sigv4_signature(const sigv4_ctx *c, const buf_t *sts, char out[65]);
 
+/* All three stages of one request, kept for whoever wants to look at them. */
+typedef struct {
+    buf_t canonical;
+    buf_t signed_names;
+    buf_t string_to_sign;
+    char signature[65];
+} sigv4_stages;
+
+#define SIGV4_STAGES_INIT {BUF_INIT, BUF_INIT, BUF_INIT, {0}}
+
+/* Runs the three stages (the canonical URI by S3's rules when the service is
+ * "s3"). The caller frees `out` with sigv4_stages_free(), also after a failure. */
+int sigv4_sign(const sigv4_ctx *c, const char *method, const sigv4_url *u,
+               sigv4_header *hdrs, size_t nhdrs, const char *payload_hash,
+               sigv4_stages *out);
+void sigv4_stages_free(sigv4_stages *s);
+
 /* The value of the Authorization header for a request whose signed headers are
  * `hdrs` (the caller includes host, x-amz-date, and the others it signs). */
 int sigv4_authorization(const sigv4_ctx *c, const char *method, const sigv4_url *u,
