@@ -36,7 +36,7 @@ def flags() -> tuple[list[str], list[str]]:
 
 
 cflags, libs = flags()
-extra_compile = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Wno-missing-field-initializers",
+extra_compile = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra",
                  "-fvisibility=hidden"]
 extra_link = ["-pthread"]
 if os.environ.get("S3_DEBUG"):

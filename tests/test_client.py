@@ -149,6 +149,18 @@ def test_presigned_put_uploads(client: _s3.Client, prefix: str) -> None:
     assert client.get_object(key)[0] == b"from a browser"
 
 
+def test_presigned_head_and_delete(client: _s3.Client, prefix: str) -> None:
+    key = prefix + "to delete ü.txt"
+    client.put_object(key, b"12345")
+    req = urllib.request.Request(client.presign("HEAD", key), method="HEAD")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200 and resp.headers["Content-Length"] == "5"
+    req = urllib.request.Request(client.presign("DELETE", key), method="DELETE")
+    urllib.request.urlopen(req, timeout=10).read()
+    with pytest.raises(FileNotFoundError):
+        client.head_object(key)
+
+
 def test_url_is_plain_and_escaped(client: _s3.Client, s3: S3Target) -> None:
     assert client.url("a b/ü+.txt") == f"{s3.endpoint}/test-bucket/a%20b/%C3%BC%2B.txt"
 

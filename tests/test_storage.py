@@ -371,3 +371,19 @@ def test_sync_meta_rewrites_headers_from_current_settings(s3: S3Target, prefix: 
     assert any(g["Grantee"].get("URI", "").endswith("/AllUsers") for g in grants)
     new.sync_meta()   # the plain form runs too
     assert new.meta("a.txt")["CacheControl"] == "public,max-age=999"
+
+
+def test_sync_meta_applies_storage_class(s3: S3Target, prefix: str) -> None:
+    S3Storage(aws_s3_key_prefix=prefix).save("c.bin", ContentFile(b"c"))
+    new = S3Storage(aws_s3_key_prefix=prefix, aws_s3_reduced_redundancy=True)
+    assert list(new.sync_meta_iter()) == ["c.bin"]
+    assert new.meta("c.bin")["StorageClass"] == "REDUCED_REDUNDANCY"
+
+
+@pytest.mark.rgw_differs("SSE AES256 is accepted but no SSE header comes back on HEAD")
+def test_sync_meta_applies_encryption(s3: S3Target, prefix: str) -> None:
+    S3Storage(aws_s3_key_prefix=prefix).save("e.bin", ContentFile(b"e"))
+    new = S3Storage(aws_s3_key_prefix=prefix, aws_s3_encrypt_key=True)
+    assert list(new.sync_meta_iter()) == ["e.bin"]
+    assert new.meta("e.bin")["ServerSideEncryption"] == "AES256"
+    assert new.open("e.bin").read() == b"e"
