@@ -161,9 +161,9 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
         while (n > 0 && endpoint[n - 1] == '/')
             n--;
         if (buf_append(&b, endpoint, n) < 0)
-            goto nomem;
+            goto done;
     } else if (buf_printf(&b, "https://s3.%s.amazonaws.com", region) < 0) {
-        goto nomem;
+        goto done;
     }
     self->endpoint = dup_str(b.data);
     self->bucket = dup_str(bucket);
@@ -175,7 +175,7 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
     if (!self->endpoint || !self->bucket || !self->region || (access && !self->access_key) ||
         (secret && !self->secret_key) || (token && token[0] && !self->session_token) ||
         (ca && !self->ca_bundle))
-        goto nomem;
+        goto done;
     self->https = strncasecmp(self->endpoint, "https:", 6) == 0;
     if (strcmp(style, "virtual") == 0)
         self->virtual_host = 1;
@@ -189,14 +189,14 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
             buf_puts(&b, bucket) < 0 || buf_putc(&b, '.') < 0 ||
             buf_append(&b, u.host, u.host_len) < 0 ||
             (u.path_given && buf_append(&b, u.path, u.path_len) < 0) || buf_putc(&b, '/') < 0)
-            goto nomem;
+            goto done;
     } else if (buf_puts(&b, self->endpoint) < 0 || buf_putc(&b, '/') < 0 ||
                buf_append_uri(&b, bucket, strlen(bucket), 0) < 0 || buf_putc(&b, '/') < 0) {
-        goto nomem;
+        goto done;
     }
     self->base = dup_str(b.data);
     if (self->base == NULL)
-        goto nomem;
+        goto done;
     self->max_attempts = max_attempts;
     self->opts.connect_timeout_ms = (long)(connect_timeout * 1000.0);
     if (self->opts.connect_timeout_ms < 1)
@@ -205,15 +205,15 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
     self->opts.verify = verify;
     self->opts.ca_bundle = self->ca_bundle;
     if (xfer_pool_init(&self->pool, max_connections) < 0)
-        goto nomem;
+        goto done;
     pthread_mutex_init(&self->key_lock, NULL);
     sigv4_cache_reset(&self->key_cache);
     self->ready = 1;
     rc = 0;
-    goto done;
-nomem:
-    PyErr_NoMemory();
 done:
+    /* the argument checks raised already; what fails past them is memory */
+    if (rc < 0 && !PyErr_Occurred())
+        PyErr_NoMemory();
     buf_free(&b);
     return rc;
 }
