@@ -203,7 +203,12 @@ class S3Storage(Storage):
     def _get_key_name(self, name: str) -> str:
         """The S3 key of a name: the prefix joined with the normalised name.
         A name that would land outside the prefix is refused before any request."""
-        name = _to_posix(name).lstrip("/")
+        name = _to_posix(name)
+        if name and "//" not in name and "/." not in name and name[0] not in "./" \
+                and name[-1] != "/":
+            # nothing to normalise and nowhere to escape to: the common case, made cheap
+            return f"{self._prefix}/{name}" if self._prefix else name
+        name = name.lstrip("/")
         key = posixpath.normpath(posixpath.join(self._prefix, name)) if name else self._prefix
         if key == ".":
             key = ""

@@ -387,3 +387,16 @@ def test_sync_meta_applies_encryption(s3: S3Target, prefix: str) -> None:
     assert list(new.sync_meta_iter()) == ["e.bin"]
     assert new.meta("e.bin")["ServerSideEncryption"] == "AES256"
     assert new.open("e.bin").read() == b"e"
+
+
+@pytest.mark.parametrize("key_prefix", ["", "media/x"])
+@pytest.mark.parametrize("name", [
+    "a.txt", "dir/file name.txt", "a/b.c/d", "x..y/z", "ü/ß.txt", "a.", "a/b.",
+    "/lead", "a//b", "a/./b", "a/../b", "./a", ".hidden", "dir/", "a/.b",
+])
+def test_key_names_are_the_normalised_join(s3: S3Target, key_prefix: str, name: str) -> None:
+    import posixpath
+
+    storage = S3Storage(aws_s3_key_prefix=key_prefix)
+    expected = posixpath.normpath(posixpath.join(key_prefix, name.lstrip("/")))
+    assert storage._get_key_name(name) == expected
