@@ -71,6 +71,22 @@ buf_printf(buf_t *b, const char *fmt, ...)
     return 0;
 }
 
+int
+buf_put_long(buf_t *b, long v)
+{
+    char tmp[24];
+    int i = (int)sizeof(tmp);
+    unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
+
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        tmp[--i] = '-';
+    return buf_append(b, tmp + i, sizeof(tmp) - (size_t)i);
+}
+
 static const char hex_lower[] = "0123456789abcdef";
 static const char hex_upper[] = "0123456789ABCDEF";
 

@@ -22,6 +22,7 @@ int buf_puts(buf_t *b, const char *s);
 int buf_putc(buf_t *b, char c);
 int buf_printf(buf_t *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+int buf_put_long(buf_t *b, long v);                   /* decimal */
 int buf_append_hex(buf_t *b, const unsigned char *p, size_t n);   /* lower-case hex */
 /* Percent-encodes as SigV4 wants: every byte but A-Z a-z 0-9 - . _ ~ becomes %XX
  * (upper-case hex); '/' is kept as is when keep_slash is set. */

@@ -320,10 +320,15 @@ sigv4_canonical_request(buf_t *out, buf_t *signed_names, const char *method,
     return 0;
 }
 
+/* "DATE/REGION/SERVICE/aws4_request"; plain appends, as this runs on every signature */
 static int
 append_scope(buf_t *out, const sigv4_ctx *c)
 {
-    return buf_printf(out, "%.8s/%s/%s/aws4_request", c->amz_date, c->region, c->service);
+    if (buf_append(out, c->amz_date, 8) < 0 || buf_putc(out, '/') < 0 ||
+        buf_puts(out, c->region) < 0 || buf_putc(out, '/') < 0 ||
+        buf_puts(out, c->service) < 0 || buf_puts(out, "/aws4_request") < 0)
+        return -1;
+    return 0;
 }
 
 int
@@ -502,7 +507,8 @@ sigv4_presign(const sigv4_ctx *c, const char *method, const char *url, long expi
         (u.query_len && buf_putc(&query, '&') < 0) ||
         buf_puts(&query, "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=") < 0 ||
         buf_append_uri(&query, scope.data, scope.len, 0) < 0 ||
-        buf_printf(&query, "&X-Amz-Date=%s&X-Amz-Expires=%ld", c->amz_date, expires) < 0)
+        buf_puts(&query, "&X-Amz-Date=") < 0 || buf_puts(&query, c->amz_date) < 0 ||
+        buf_puts(&query, "&X-Amz-Expires=") < 0 || buf_put_long(&query, expires) < 0)
         goto done;
     if (c->session_token && c->session_token[0] &&
         (buf_puts(&query, "&X-Amz-Security-Token=") < 0 ||
