@@ -144,17 +144,20 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
                         "addressing_style must be 'auto', 'path' or 'virtual'");
         return -1;
     }
-    if (!(connect_timeout > 0) || !(read_timeout > 0) || max_connections < 1 ||
+    if (!(connect_timeout > 0) || !(read_timeout > 0) || connect_timeout > 1e6 ||
+        read_timeout > 1e6 || max_connections < 1 ||
         max_connections > 1000 || max_attempts < 1 || max_attempts > 20) {
         PyErr_SetString(PyExc_ValueError,
-                        "timeouts must be positive, max_connections 1 to 1000 and "
+                        "timeouts must be 0 to 1e6 seconds, max_connections 1 to 1000 and "
                         "max_attempts 1 to 20");
         return -1;
     }
     if (endpoint) {
-        if (sigv4_split_url(endpoint, &u) < 0 || u.query_len) {
-            PyErr_Format(PyExc_ValueError, "endpoint_url must be http(s)://host[:port], not %R",
-                         PyTuple_GET_SIZE(args) > 1 ? PyTuple_GET_ITEM(args, 1) : Py_None);
+        if (sigv4_split_url(endpoint, &u) < 0 || u.query_len || strchr(endpoint, '@')) {
+            /* not echoed: it may hold user:password@ */
+            PyErr_SetString(PyExc_ValueError,
+                            "endpoint_url must be http(s)://host[:port], without credentials "
+                            "or a query");
             return -1;
         }
         n = strlen(endpoint);
@@ -257,6 +260,8 @@ client_repr(PyObject *self_)
     Client *self = (Client *)self_;
 
     /* never the credentials */
+    if (!self->ready)
+        return PyUnicode_FromString("<Client (not initialised)>");
     return PyUnicode_FromFormat("<Client bucket=%s endpoint=%s region=%s %s>", self->bucket,
                                 self->endpoint, self->region,
                                 self->access_key ? "signed" : "anonymous");
@@ -477,13 +482,34 @@ slist_add(struct curl_slist *l, const char *name, const char *value, int *failed
 
     if (*failed)
         return l;
-    if (buf_puts(&line, name) < 0 || buf_puts(&line, ": ") < 0 || buf_puts(&line, value) < 0) {
+    /* curl reads "Name: " as "remove Name"; "Name;" sends it empty */
+    if (buf_puts(&line, name) < 0 ||
+        buf_puts(&line, value[strspn(value, " \t")] ? ": " : ";") < 0 ||
+        buf_puts(&line, value[strspn(value, " \t")] ? value : "") < 0) {
         *failed = 1;
         buf_free(&line);
         return l;
     }
     n = curl_slist_append(l, line.data);
     buf_free(&line);
+    if (n == NULL) {
+        *failed = 1;
+        return l;
+    }
+    return n;
+}
+
+/* "Name:" tells curl not to send a header it would add by itself. */
+static struct curl_slist *
+slist_remove(struct curl_slist *l, const char *name, int *failed)
+{
+    char line[64];
+    struct curl_slist *n;
+
+    if (*failed)
+        return l;
+    snprintf(line, sizeof(line), "%s:", name);
+    n = curl_slist_append(l, line);
     if (n == NULL) {
         *failed = 1;
         return l;
@@ -502,7 +528,7 @@ build_headers(s3_call *k, const char *payload_hash)
     buf_t host = BUF_INIT, auth = BUF_INIT;
     struct curl_slist *l = NULL;
     size_t nh = 0;
-    int i, failed = 0, rc;
+    int i, failed = 0;
 
     if (sigv4_split_url(k->url.data, &u) < 0 || buf_append(&host, u.host, u.host_len) < 0)
         goto fail;
@@ -514,7 +540,7 @@ build_headers(s3_call *k, const char *payload_hash)
     }
     /* no 100-continue round trip (and no RGW stall after a refused PUT) */
     if (k->has_body || strcmp(k->method, "PUT") == 0 || strcmp(k->method, "POST") == 0)
-        l = slist_add(l, "Expect", "", &failed);
+        l = slist_remove(l, "Expect", &failed);
     if (c->access_key) {
         memset(&ctx, 0, sizeof(ctx));
         ctx.md = c->st->sha256;
@@ -524,6 +550,7 @@ build_headers(s3_call *k, const char *payload_hash)
         ctx.region = c->region;
         ctx.service = "s3";
         ctx.cache = &c->key_cache;
+        ctx.cache_lock = &c->key_lock;
         sigv4_format_date(time(NULL), ctx.amz_date);
         h[nh++] = (sigv4_header){"host", 4, host.data, host.len};
         h[nh++] = (sigv4_header){"x-amz-date", 10, ctx.amz_date, SIGV4_DATE_LEN};
@@ -532,10 +559,7 @@ build_headers(s3_call *k, const char *payload_hash)
         if (c->session_token)
             h[nh++] = (sigv4_header){"x-amz-security-token", 20, c->session_token,
                                      strlen(c->session_token)};
-        pthread_mutex_lock(&c->key_lock);
-        rc = sigv4_authorization(&ctx, k->method, &u, h, nh, payload_hash, &auth);
-        pthread_mutex_unlock(&c->key_lock);
-        if (rc < 0)
+        if (sigv4_authorization(&ctx, k->method, &u, h, nh, payload_hash, &auth) < 0)
             goto fail;
         l = slist_add(l, "x-amz-date", ctx.amz_date, &failed);
         l = slist_add(l, "x-amz-content-sha256", payload_hash, &failed);
@@ -605,7 +629,10 @@ call_run(s3_call *k)
         if (k->req.status >= 200 && k->req.status < 300) {
             if (sink_finish(k) < 0)
                 return;
-            if (!k->reply_on_success) {
+            /* a copy answered with no document (some S3 servers): its ETag is a header */
+            if (!k->reply_on_success ||
+                strspn(k->req.body_out.data ? k->req.body_out.data : "", " \t\r\n") ==
+                    k->req.body_out.len) {
                 k->ok = 1;
                 return;
             }
@@ -700,9 +727,28 @@ call_raise(s3_call *k)
     return s3_raise(st, (int)k->req.status, code, msg, reqid, c->bucket, k->key);
 }
 
+/* With the GIL, so that after a fork exactly one thread renews what the child
+ * inherited: the pool, and the key lock (which another thread may have held). */
+static int
+client_check_fork(Client *c)
+{
+    switch (xfer_pool_check_fork(&c->pool)) {
+    case 1:
+        pthread_mutex_init(&c->key_lock, NULL);
+        return 0;
+    case -1:
+        PyErr_SetString(PyExc_MemoryError, "cannot renew the connection pool after fork()");
+        return -1;
+    default:
+        return 0;
+    }
+}
+
 static int
 call_perform(s3_call *k)
 {
+    if (client_check_fork(k->client) < 0)
+        return -1;
     Py_BEGIN_ALLOW_THREADS
     call_run(k);
     Py_END_ALLOW_THREADS
@@ -1392,6 +1438,8 @@ client_presign(PyObject *self_, PyObject *args, PyObject *kw)
         res = PyUnicode_FromStringAndSize(u.data, (Py_ssize_t)u.len);
         goto done;
     }
+    if (client_check_fork(self) < 0)
+        goto done;
     memset(&ctx, 0, sizeof(ctx));
     ctx.md = self->st->sha256;
     ctx.access_key = self->access_key;
@@ -1400,6 +1448,7 @@ client_presign(PyObject *self_, PyObject *args, PyObject *kw)
     ctx.region = self->region;
     ctx.service = "s3";
     ctx.cache = &self->key_cache;
+    ctx.cache_lock = &self->key_lock;
     if (ts) {
         if (sigv4_check_date(ts) < 0) {
             PyErr_SetString(PyExc_ValueError, "timestamp must look like YYYYMMDDTHHMMSSZ");
@@ -1409,10 +1458,7 @@ client_presign(PyObject *self_, PyObject *args, PyObject *kw)
     } else {
         sigv4_format_date(time(NULL), ctx.amz_date);
     }
-    pthread_mutex_lock(&self->key_lock);
-    rc = sigv4_presign(&ctx, method, u.data, expires, &out);
-    pthread_mutex_unlock(&self->key_lock);
-    if (rc < 0)
+    if (sigv4_presign(&ctx, method, u.data, expires, &out) < 0)
         PyErr_NoMemory();
     else
         res = PyUnicode_FromStringAndSize(out.data, (Py_ssize_t)out.len);

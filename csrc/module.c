@@ -103,7 +103,7 @@ presign_v4(PyObject *module, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"method", "url", "region", "access_key", "secret_key", "expires",
                              "timestamp", "session_token", "service", NULL};
     const char *method, *url;
-    long expires;
+    long expires = -1;   /* -1: not given */
     sign_args a = {NULL, NULL, NULL, NULL, NULL, "s3"};
     sigv4_ctx c;
     buf_t out = BUF_INIT;
@@ -113,7 +113,7 @@ presign_v4(PyObject *module, PyObject *args, PyObject *kw)
                                      &a.region, &a.access_key, &a.secret_key, &expires,
                                      &a.timestamp, &a.session_token, &a.service))
         return NULL;
-    if (!a.region || !a.access_key || !a.secret_key || !a.timestamp) {
+    if (!a.region || !a.access_key || !a.secret_key || !a.timestamp || expires == -1) {
         PyErr_SetString(PyExc_TypeError,
                         "presign_v4() needs region, access_key, secret_key, expires and timestamp");
         return NULL;

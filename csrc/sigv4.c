@@ -390,14 +390,22 @@ signing_key(const sigv4_ctx *c, unsigned char key[32])
     sigv4_key_cache *cache = c->cache;
     buf_t k = BUF_INIT;
     unsigned char a[32], b[32];
-    int cacheable, rc = -1;
+    int cacheable, hit = 0, rc = -1;
 
     cacheable = cache && strlen(c->region) < sizeof(cache->region) &&
                 strlen(c->service) < sizeof(cache->service);
-    if (cacheable && cache->valid && memcmp(cache->date, c->amz_date, 8) == 0 &&
-        strcmp(cache->region, c->region) == 0 && strcmp(cache->service, c->service) == 0) {
-        memcpy(key, cache->key, 32);
-        return 0;
+    if (cacheable) {
+        if (c->cache_lock)
+            pthread_mutex_lock(c->cache_lock);
+        if (cache->valid && memcmp(cache->date, c->amz_date, 8) == 0 &&
+            strcmp(cache->region, c->region) == 0 && strcmp(cache->service, c->service) == 0) {
+            memcpy(key, cache->key, 32);
+            hit = 1;
+        }
+        if (c->cache_lock)
+            pthread_mutex_unlock(c->cache_lock);
+        if (hit)
+            return 0;
     }
     if (buf_puts(&k, "AWS4") < 0 || buf_puts(&k, c->secret_key) < 0 ||
         hmac(c->md, k.data, k.len, c->amz_date, 8, a) < 0 ||
@@ -406,12 +414,16 @@ signing_key(const sigv4_ctx *c, unsigned char key[32])
         hmac(c->md, a, 32, "aws4_request", 12, key) < 0)
         goto done;
     if (cacheable) {
+        if (c->cache_lock)
+            pthread_mutex_lock(c->cache_lock);
         memcpy(cache->date, c->amz_date, 8);
         cache->date[8] = '\0';
         strcpy(cache->region, c->region);
         strcpy(cache->service, c->service);
         memcpy(cache->key, key, 32);
         cache->valid = 1;
+        if (c->cache_lock)
+            pthread_mutex_unlock(c->cache_lock);
     }
     rc = 0;
 done:

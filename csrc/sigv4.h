@@ -6,6 +6,7 @@
 #ifndef S3_SIGV4_H
 #define S3_SIGV4_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -27,7 +28,7 @@ typedef struct {
 
 /* The derived signing key for one (date, region, service). The owner of the
  * cache also owns the secret: it must call sigv4_cache_reset() whenever the
- * secret changes. Not locked here: the owner serialises access. */
+ * secret changes. Guarded by sigv4_ctx.cache_lock when that is set. */
 typedef struct {
     char date[9];
     char region[64];
@@ -45,6 +46,7 @@ typedef struct {
     const char *service;
     char amz_date[SIGV4_DATE_LEN + 1];
     sigv4_key_cache *cache;        /* NULL: derive the key on every call */
+    pthread_mutex_t *cache_lock;   /* NULL: the caller serialises use of the cache */
 } sigv4_ctx;
 
 /* The parts of a URL that signing needs, as pointers into the URL itself. */

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 int
 xfer_global_init(void)
@@ -31,34 +32,62 @@ share_unlock(CURL *h, curl_lock_data data, void *ud)
         pthread_mutex_unlock(&p->share_locks[data]);
 }
 
-int
-xfer_pool_init(xfer_pool *p, int max)
+/* A share handle for DNS and TLS sessions, with locks that start unlocked. */
+static int
+share_setup(xfer_pool *p)
 {
     int i;
 
-    memset(p, 0, sizeof(*p));
-    if (max < 1)
-        max = 1;
-    p->idle = calloc((size_t)max, sizeof(CURL *));
     p->share = curl_share_init();
-    if (p->idle == NULL || p->share == NULL) {
-        free(p->idle);
-        if (p->share)
-            curl_share_cleanup(p->share);
+    if (p->share == NULL)
         return -1;
-    }
     for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_init(&p->share_locks[i], NULL);
-    pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->cond, NULL);
     curl_share_setopt(p->share, CURLSHOPT_LOCKFUNC, share_lock);
     curl_share_setopt(p->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
     curl_share_setopt(p->share, CURLSHOPT_USERDATA, p);
     curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    return 0;
+}
+
+int
+xfer_pool_init(xfer_pool *p, int max)
+{
+    memset(p, 0, sizeof(*p));
+    if (max < 1)
+        max = 1;
+    p->idle = calloc((size_t)max, sizeof(CURL *));
+    if (p->idle == NULL || share_setup(p) < 0) {
+        free(p->idle);
+        return -1;
+    }
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->cond, NULL);
     p->max = max;
+    p->pid = getpid();
     p->ready = 1;
     return 0;
+}
+
+int
+xfer_pool_check_fork(xfer_pool *p)
+{
+    if (!p->ready || p->pid == getpid())
+        return 0;
+    /* The child has one thread, and the inherited locks may be in any state.
+     * The inherited handles and share handle are dropped without cleanup. */
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->cond, NULL);
+    p->nidle = 0;
+    p->created = 0;
+    p->new_connections = 0;
+    p->pid = getpid();
+    if (share_setup(p) < 0) {
+        p->ready = 0;
+        return -1;
+    }
+    return 1;
 }
 
 void
@@ -68,13 +97,16 @@ xfer_pool_destroy(xfer_pool *p)
 
     if (!p->ready)
         return;
-    for (i = 0; i < p->nidle; i++)
-        curl_easy_cleanup(p->idle[i]);
-    curl_share_cleanup(p->share);
-    for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_destroy(&p->share_locks[i]);
-    pthread_mutex_destroy(&p->lock);
-    pthread_cond_destroy(&p->cond);
+    if (p->pid == getpid()) {
+        for (i = 0; i < p->nidle; i++)
+            curl_easy_cleanup(p->idle[i]);
+        curl_share_cleanup(p->share);
+        for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
+            pthread_mutex_destroy(&p->share_locks[i]);
+        pthread_mutex_destroy(&p->lock);
+        pthread_cond_destroy(&p->cond);
+    }
+    /* else: a child that never made a request; the handles are the parent's */
     free(p->idle);
     memset(p, 0, sizeof(*p));
 }
@@ -98,6 +130,8 @@ new_handle(xfer_pool *p)
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 #endif
     curl_easy_setopt(h, CURLOPT_MAXCONNECTS, 1L);
+    /* one request per connection at a time, as the pool assumes: no HTTP/2 over TLS */
+    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     return h;
 }
 

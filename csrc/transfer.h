@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include <curl/curl.h>
 
@@ -26,6 +27,7 @@ typedef struct {
     int created;
     int max;
     long new_connections; /* TCP connections opened, for tests and benchmarks */
+    pid_t pid;            /* the process the handles belong to */
     int ready;
 } xfer_pool;
 
@@ -63,6 +65,11 @@ typedef struct {
 int xfer_global_init(void);                       /* once, at module exec */
 int xfer_pool_init(xfer_pool *p, int max);
 void xfer_pool_destroy(xfer_pool *p);             /* all handles must be back */
+/* In a child after fork(), abandons what the parent's pool held (its connections
+ * are the parent's: they are neither used nor closed) and starts afresh. Call
+ * with the GIL held, so one thread does it. 1: renewed, 0: nothing to do (the
+ * process that made the pool), -1: out of memory. */
+int xfer_pool_check_fork(xfer_pool *p);
 /* One attempt: 0 when an HTTP response arrived (whatever its status), -1 on a
  * transport failure (r->curl_rc and r->errbuf say what). Call without the GIL. */
 int xfer_perform(xfer_pool *p, const xfer_opts *o, xfer_request *r);

@@ -334,6 +334,11 @@ xml_parse_reply(const char *p, size_t n, xml_reply *out, const char **error)
     int rc = -1;
 
     memset(out, 0, sizeof(*out));
+    /* S3 keeps a long CopyObject alive by sending spaces before the document */
+    while (n > 0 && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) {
+        p++;
+        n--;
+    }
     rp.out = out;
     if (xml_sax_init(&rp.sax, reply_end) < 0)
         goto done;

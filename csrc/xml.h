@@ -71,6 +71,7 @@ typedef struct {
     char last_modified[40];
 } xml_reply;
 
+/* Leading white space is skipped. */
 int xml_parse_reply(const char *p, size_t n, xml_reply *out, const char **error);
 
 #endif

@@ -102,10 +102,12 @@ class FakeS3:
     """An HTTP/1.1 server with keep-alive whose replies come from `script`: a
     function of (method, path) to a Reply. It records what it saw."""
 
-    def __init__(self, script: Callable[[str, str], Reply], tls: tuple[str, str] | None = None):
+    def __init__(self, script: Callable[[str, str], Reply], tls: tuple[str, str] | None = None,
+                 alpn: list[str] | None = None):
         self.script = script
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.connections: set[int] = set()
+        self.versions: list[str] = []
         self.lock = threading.Lock()
         fake = self
 
@@ -119,6 +121,7 @@ class FakeS3:
                     self.rfile.read(length)
                 with fake.lock:
                     fake.requests.append((self.command, self.path, dict(self.headers)))
+                    fake.versions.append(self.request_version)
                     fake.connections.add(id(self.connection))
                 reply = fake.script(self.command, self.path)
                 if reply.delay:
@@ -145,6 +148,8 @@ class FakeS3:
         if tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(*tls)
+            if alpn:
+                ctx.set_alpn_protocols(alpn)
             self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
             scheme = "https"
         self.port = self.server.server_address[1]

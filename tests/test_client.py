@@ -2,6 +2,7 @@
 signatures, and scripted fakes for keep-alive, slowness, retries and hostile XML."""
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import threading
@@ -242,6 +243,49 @@ def test_bad_arguments_are_clean_errors(client: _s3.Client) -> None:
         _s3.Client("b", access_key="only-half")
 
 
+def test_uninitialised_client_is_safe() -> None:
+    c = _s3.Client.__new__(_s3.Client)
+    assert repr(c) == "<Client (not initialised)>"
+    with pytest.raises(RuntimeError):
+        c.head_object("k")
+    with pytest.raises(RuntimeError):
+        c.presign("GET", "k")
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"connect_timeout": float("inf")}, {"read_timeout": float("nan")},
+    {"connect_timeout": 0}, {"max_connections": 0}, {"max_attempts": 0},
+])
+def test_out_of_range_settings_are_value_errors(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        _s3.Client("b", **kwargs)
+
+
+def test_credentials_in_the_endpoint_are_refused_without_echo() -> None:
+    with pytest.raises(ValueError) as info:
+        _s3.Client("b", endpoint_url="http://user:hunter2@127.0.0.1:9")
+    assert "hunter2" not in str(info.value)
+
+
+def test_empty_header_values_are_sent_as_signed() -> None:
+    with FakeS3(lambda m, p: Reply(200, b"", {"ETag": '"e"'})) as fake:
+        c = _s3.Client("b", endpoint_url=fake.endpoint, access_key="a", secret_key="b")
+        c.put_object("k", b"x", metadata={"empty": "", "full": "v"}, content_language="")
+        sent = {k.lower(): v for k, v in fake.requests[0][2].items()}
+        signed = sent["authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
+        assert sent["x-amz-meta-empty"] == "" and "x-amz-meta-empty" in signed
+        assert sent["content-language"] == "" and "content-language" in signed
+        assert "expect" not in sent
+
+
+def test_empty_metadata_value_passes_a_checking_server(
+        signing_server: tuple[str, str, str, str]) -> None:
+    endpoint, access, secret, bucket = signing_server
+    c = _s3.Client(bucket, endpoint_url=endpoint, access_key=access, secret_key=secret)
+    c.put_object("empty-meta", b"x", metadata={"empty": "", "full": "v"})
+    assert c.head_object("empty-meta")["Metadata"].get("full") == "v"
+
+
 def test_addressing_styles() -> None:
     assert _s3.Client("my-bucket").url("k") == "https://my-bucket.s3.us-east-1.amazonaws.com/k"
     assert _s3.Client("my.dotted.bucket").url("k") == \
@@ -460,6 +504,36 @@ def test_client_errors_are_not_retried() -> None:
         assert len(fake.requests) == 1
 
 
+COPY_RESULT = (b"<?xml version='1.0' encoding='UTF-8'?><CopyObjectResult>"
+               b"<ETag>&quot;abc&quot;</ETag><LastModified>2024-01-02T03:04:05.000Z</LastModified>"
+               b"</CopyObjectResult>")
+
+
+def test_copy_reply_after_keep_alive_spaces_is_read() -> None:
+    # S3 sends spaces while a long copy runs, before the document itself
+    fake, _ = scripted(Reply(200, b"    \n  \n" + COPY_RESULT))
+    with fake:
+        c = _s3.Client("b", endpoint_url=fake.endpoint, access_key="a", secret_key="b")
+        out = c.copy_object("a", "b")
+        assert out["ETag"] == '"abc"' and out["LastModified"] == 1704164645.0
+
+
+def test_copy_with_an_empty_200_reply_is_a_success() -> None:
+    fake, _ = scripted(Reply(200, b"", {"ETag": '"from-header"'}))
+    with fake:
+        c = _s3.Client("b", endpoint_url=fake.endpoint, access_key="a", secret_key="b")
+        assert c.copy_object("a", "b")["ETag"] == '"from-header"'
+
+
+def test_copy_error_after_keep_alive_spaces_is_retried() -> None:
+    fake, _ = scripted(Reply(200, b"   " + ERROR_XML.format(code="InternalError").encode()),
+                       Reply(200, COPY_RESULT))
+    with fake:
+        c = _s3.Client("b", endpoint_url=fake.endpoint, access_key="a", secret_key="b")
+        assert c.copy_object("a", "b")["ETag"] == '"abc"'
+        assert len(fake.requests) == 2
+
+
 def test_copy_error_inside_a_200_is_an_error() -> None:
     fake, _ = scripted(Reply(200, ERROR_XML.format(code="AccessDenied").encode()))
     with fake:
@@ -530,6 +604,16 @@ def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     return cert, key
 
 
+def test_https_speaks_http_1_1_even_when_h2_is_offered(self_signed: tuple[str, str]) -> None:
+    cert, _key = self_signed
+    with FakeS3(lambda m, p: Reply(200, b"one-one"), tls=self_signed,
+                alpn=["h2", "http/1.1"]) as fake:
+        c = _s3.Client("b", endpoint_url=fake.endpoint, access_key="a", secret_key="b",
+                       ca_bundle=cert, max_attempts=1)
+        assert c.get_object("k")[0] == b"one-one"
+        assert fake.versions == ["HTTP/1.1"]
+
+
 def test_tls_is_verified_by_default(self_signed: tuple[str, str]) -> None:
     cert, _key = self_signed
     with FakeS3(lambda m, p: Reply(200, b"secure"), tls=self_signed) as fake:
@@ -544,3 +628,28 @@ def test_tls_is_verified_by_default(self_signed: tuple[str, str]) -> None:
         unverified = _s3.Client("b", endpoint_url=fake.endpoint, access_key="a",
                                 secret_key="b", verify=False)
         assert unverified.get_object("k")[0] == b"secure"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_does_not_share_the_parents_connections() -> None:
+    with FakeS3(lambda m, p: Reply(200, b"ok")) as fake:
+        c = _s3.Client("b", endpoint_url=fake.endpoint, access_key="a", secret_key="b")
+        assert c.get_object("before-fork")[0] == b"ok"
+        assert c.connections_opened == 1
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+            pid = os.fork()
+        if pid == 0:   # the child: its own connection, never the parent's
+            code = 1
+            try:
+                body = c.get_object("in-child")[0]
+                code = 0 if body == b"ok" and c.connections_opened == 1 else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.WEXITSTATUS(status) == 0
+        assert c.get_object("after-fork")[0] == b"ok"
+        assert c.connections_opened == 1          # the parent kept its connection
+        assert len(fake.connections) == 2         # the child opened one of its own

@@ -135,3 +135,5 @@ def test_signing_rejects_bad_input_cleanly() -> None:
         _s3.sign_v4("GET", "https://h/", {"a": 1}, "x", **STAGE_KW)
     with pytest.raises(TypeError):
         _s3.sign_v4("GET", "https://h/", {}, "x", region="r")
+    with pytest.raises(TypeError, match="expires"):
+        _s3.presign_v4("GET", "https://h/k", **STAGE_KW)
