@@ -7,11 +7,14 @@
  * and it has its own mutex. */
 #include "module.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -279,7 +282,7 @@ check_ready(Client *self)
 
 /* ---- one S3 call --------------------------------------------------------- */
 
-enum { SINK_BUFFER, SINK_LIST, SINK_GUNZIP };
+enum { SINK_BUFFER, SINK_LIST, SINK_BODY };
 
 #define CALL_MAX_HEADERS 40
 
@@ -300,7 +303,13 @@ typedef struct {
     int list_ready;
     gz_stream gz;
     int gz_checked;                  /* the first body byte has been seen */
-    buf_t out;
+    int decompress;                  /* undo Content-Encoding: gzip */
+    buf_t scratch;                   /* gunzip output on its way to `out` */
+    buf_t out;                       /* the body while it fits in spool_max */
+    size_t out_total;                /* bytes of body, in memory or in the file */
+    size_t spool_max;                /* 0: always in memory */
+    char *spool_dir;                 /* NULL: $TMPDIR or /tmp */
+    int spool_fd;                    /* -1 until the body spills to a file */
     const char *sink_error;
     /* results */
     xfer_request req;
@@ -317,6 +326,7 @@ call_init(s3_call *k, Client *c, const char *method)
     memset(k, 0, sizeof(*k));
     k->client = c;
     k->method = method;
+    k->spool_fd = -1;
 }
 
 static void
@@ -336,6 +346,10 @@ call_free(s3_call *k)
         xml_list_free(&k->list);
     gz_end(&k->gz);
     buf_free(&k->out);
+    buf_free(&k->scratch);
+    free(k->spool_dir);
+    if (k->spool_fd >= 0)
+        close(k->spool_fd);
     xfer_request_free(&k->req);
 }
 
@@ -413,27 +427,109 @@ sink_list(void *ud, const char *p, size_t n)
 }
 
 static int
-sink_gunzip(void *ud, const char *p, size_t n)
+write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* An unlinked temporary file: it vanishes with its last descriptor. */
+static int
+spool_open(const char *dir)
+{
+    buf_t path = BUF_INIT;
+    int fd = -1;
+
+    if (dir == NULL || dir[0] == '\0')
+        dir = getenv("TMPDIR");
+    if (dir == NULL || dir[0] == '\0')
+        dir = "/tmp";
+#ifdef O_TMPFILE
+    fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        return fd;
+#endif
+    if (buf_puts(&path, dir) < 0 || buf_puts(&path, "/django-s3-storage-XXXXXX") < 0)
+        goto done;
+    fd = mkostemp(path.data, O_CLOEXEC);
+    if (fd >= 0)
+        unlink(path.data);
+done:
+    buf_free(&path);
+    return fd;
+}
+
+/* The body goes to memory while it fits in spool_max bytes, then to a temporary
+ * file: memory stays bounded whatever the object's size, or its gzip ratio. */
+static int
+out_write(s3_call *k, const char *p, size_t n)
+{
+    if (k->spool_fd < 0 && (k->spool_max == 0 || k->out.len + n <= k->spool_max)) {
+        if (buf_append(&k->out, p, n) < 0) {
+            k->sink_error = "out of memory";
+            return -1;
+        }
+        k->out_total += n;
+        return 0;
+    }
+    if (k->spool_fd < 0) {
+        k->spool_fd = spool_open(k->spool_dir);
+        if (k->spool_fd < 0 || write_all(k->spool_fd, k->out.data, k->out.len) < 0) {
+            k->sink_error = "cannot write the download to a temporary file";
+            return -1;
+        }
+        buf_free(&k->out);
+    }
+    if (write_all(k->spool_fd, p, n) < 0) {
+        k->sink_error = "cannot write the download to a temporary file";
+        return -1;
+    }
+    k->out_total += n;
+    return 0;
+}
+
+/* gunzip output, chunk by chunk, into out_write(): at most one curl chunk's
+ * worth of decoded bytes is ever held in `scratch`. */
+static int
+gunzip_to_out(s3_call *k, const char *p, size_t n, int finish)
+{
+    int rc;
+
+    buf_clear(&k->scratch);
+    if (gz_feed(&k->gz, p, n, finish, &k->scratch) < 0) {
+        k->sink_error = k->gz.error;
+        return -1;
+    }
+    rc = out_write(k, k->scratch.data, k->scratch.len);
+    buf_clear(&k->scratch);
+    return rc;
+}
+
+static int
+sink_body(void *ud, const char *p, size_t n)
 {
     s3_call *k = ud;
 
     if (!k->gz_checked) {
         size_t len = 0;
-        const char *enc = xfer_header(&k->req, "content-encoding", &len);
+        const char *enc = k->decompress ? xfer_header(&k->req, "content-encoding", &len) : NULL;
         k->gz_checked = 1;
         if (enc && len == 4 && strncasecmp(enc, "gzip", 4) == 0 && gz_inflate_init(&k->gz) < 0) {
             k->sink_error = k->gz.error;
             return -1;
         }
     }
-    if (k->gz.active) {
-        if (gz_feed(&k->gz, p, n, 0, &k->out) < 0) {
-            k->sink_error = k->gz.error;
-            return -1;
-        }
-        return 0;
-    }
-    return buf_append(&k->out, p, n);
+    if (k->gz.active)
+        return gunzip_to_out(k, p, n, 0);
+    return out_write(k, p, n);
 }
 
 /* Back to the state before the first byte: every attempt starts clean. */
@@ -442,6 +538,11 @@ sink_reset(s3_call *k)
 {
     k->sink_error = NULL;
     buf_clear(&k->out);
+    k->out_total = 0;
+    if (k->spool_fd >= 0) {
+        close(k->spool_fd);
+        k->spool_fd = -1;
+    }
     if (k->sink_kind == SINK_LIST) {
         if (k->list_ready)
             xml_list_free(&k->list);
@@ -451,10 +552,10 @@ sink_reset(s3_call *k)
         k->list_ready = 1;
         k->req.sink = sink_list;
         k->req.sink_ud = k;
-    } else if (k->sink_kind == SINK_GUNZIP) {
+    } else if (k->sink_kind == SINK_BODY) {
         gz_end(&k->gz);
         k->gz_checked = 0;
-        k->req.sink = sink_gunzip;
+        k->req.sink = sink_body;
         k->req.sink_ud = k;
     }
     return 0;
@@ -467,10 +568,8 @@ sink_finish(s3_call *k)
         k->sink_error = k->list.sax.error;
         return -1;
     }
-    if (k->sink_kind == SINK_GUNZIP && k->gz.active && gz_feed(&k->gz, "", 0, 1, &k->out) < 0) {
-        k->sink_error = k->gz.error;
+    if (k->sink_kind == SINK_BODY && k->gz.active && gunzip_to_out(k, "", 0, 1) < 0)
         return -1;
-    }
     return 0;
 }
 
@@ -1059,18 +1158,31 @@ done:
 static PyObject *
 client_get_object(PyObject *self_, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"key", "start", "end", "decompress", NULL};
+    static char *kwlist[] = {"key", "start", "end", "decompress", "spool_max", "spool_dir",
+                             NULL};
     Client *self = (Client *)self_;
     PyObject *key, *start = Py_None, *end = Py_None, *res = NULL, *body = NULL, *meta = NULL;
+    const char *spool_dir = NULL;
+    Py_ssize_t spool_max = 0;
     int decompress = 0;
     s3_call k;
 
     if (check_ready(self) < 0 ||
-        !PyArg_ParseTupleAndKeywords(args, kw, "U|$OOp", kwlist, &key, &start, &end,
-                                     &decompress))
+        !PyArg_ParseTupleAndKeywords(args, kw, "U|$OOpnz", kwlist, &key, &start, &end,
+                                     &decompress, &spool_max, &spool_dir))
         return NULL;
+    if (spool_max < 0) {
+        PyErr_SetString(PyExc_ValueError, "spool_max must be >= 0 (0: keep the body in memory)");
+        return NULL;
+    }
     call_init(&k, self, "GET");
-    k.sink_kind = decompress ? SINK_GUNZIP : SINK_BUFFER;
+    k.sink_kind = SINK_BODY;
+    k.decompress = decompress;
+    k.spool_max = (size_t)spool_max;
+    if (spool_dir && (k.spool_dir = dup_str(spool_dir)) == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
     if (call_set_key(&k, key) < 0)
         goto done;
     if (start != Py_None || end != Py_None) {
@@ -1093,16 +1205,31 @@ client_get_object(PyObject *self_, PyObject *args, PyObject *kw)
     }
     if (call_perform(&k) < 0)
         goto done;
-    if (decompress)
+    if (k.spool_fd >= 0) {
+        /* a file object that owns the descriptor from here on */
+        PyObject *io;
+        if (lseek(k.spool_fd, 0, SEEK_SET) < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto done;
+        }
+        io = PyImport_ImportModule("io");
+        if (io == NULL)
+            goto done;
+        body = PyObject_CallMethod(io, "open", "is", k.spool_fd, "rb");
+        Py_DECREF(io);
+        if (body == NULL)
+            goto done;
+        k.spool_fd = -1;
+    } else {
         body = PyBytes_FromStringAndSize(k.out.data ? k.out.data : "", (Py_ssize_t)k.out.len);
-    else
-        body = PyBytes_FromStringAndSize(k.req.body_out.data ? k.req.body_out.data : "",
-                                         (Py_ssize_t)k.req.body_out.len);
-    meta = body ? head_dict(&k.req) : NULL;
-    if (meta && decompress && k.gz.active) {
+        if (body == NULL)
+            goto done;
+    }
+    meta = head_dict(&k.req);
+    if (meta && k.gz.active) {
         /* what the caller now holds is the decoded body */
         if (PyDict_DelItemString(meta, "ContentEncoding") < 0 ||
-            dict_set_take(meta, "ContentLength", PyLong_FromSize_t(k.out.len)) < 0)
+            dict_set_take(meta, "ContentLength", PyLong_FromSize_t(k.out_total)) < 0)
             goto done;
     }
     if (meta)
@@ -1504,8 +1631,10 @@ static PyMethodDef client_methods[] = {
     {"head_object", client_head_object, METH_O,
      "head_object(key) -> dict in boto3's head_object shape (LastModified: epoch seconds)"},
     {"get_object", (PyCFunction)(void (*)(void))client_get_object, METH_VARARGS | METH_KEYWORDS,
-     "get_object(key, *, start=None, end=None, decompress=False) -> (bytes, dict)\n\n"
-     "end is inclusive; decompress undoes Content-Encoding: gzip as the bytes arrive."},
+     "get_object(key, *, start=None, end=None, decompress=False, spool_max=0, spool_dir=None)"
+     " -> (body, dict)\n\nend is inclusive; decompress undoes Content-Encoding: gzip as the "
+     "bytes arrive. body is bytes, or, when spool_max > 0 and the body is larger, a binary "
+     "file object on an unlinked temporary file in spool_dir."},
     {"put_object", (PyCFunction)(void (*)(void))client_put_object, METH_VARARGS | METH_KEYWORDS,
      "put_object(key, body, *, content_type=None, content_encoding=None, cache_control=None, "
      "content_disposition=None, content_language=None, acl=None, storage_class=None, "

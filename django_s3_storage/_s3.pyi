@@ -1,5 +1,5 @@
 """Types of the C extension django_s3_storage._s3."""
-from typing import Any
+from typing import Any, BinaryIO
 
 curl_version: str
 
@@ -41,8 +41,8 @@ class Client:
     def head_object(self, key: str) -> dict[str, Any]: ...
     def get_object(
         self, key: str, *, start: int | None = ..., end: int | None = ...,
-        decompress: bool = ...
-    ) -> tuple[bytes, dict[str, Any]]: ...
+        decompress: bool = ..., spool_max: int = ..., spool_dir: str | None = ...
+    ) -> tuple[bytes | BinaryIO, dict[str, Any]]: ...
     def put_object(
         self,
         key: str,

@@ -114,6 +114,10 @@ class S3Storage(Storage):
 
     s3_settings_suffix = ""
 
+    #: open() keeps a file in memory up to this size, and spools a larger one (or
+    #: one that decompresses to more) to an unlinked temporary file, as 0.15 did.
+    spool_max_size = 10 * 1024 * 1024
+
     def __init__(self, **kwargs: Any) -> None:
         for key in kwargs:
             upper = key.upper()
@@ -287,8 +291,12 @@ class S3Storage(Storage):
     def _open(self, name: str, mode: str = "rb") -> S3File:
         if mode not in ("rb", "r", "rt"):
             raise ValueError(f"S3 files can only be opened in read-only mode, not {mode!r}")
-        body, _meta = self._client.get_object(self._get_key_name(name), decompress=True)
-        file: Any = io.BytesIO(body)
+        import tempfile
+
+        body, _meta = self._client.get_object(
+            self._get_key_name(name), decompress=True, spool_max=self.spool_max_size,
+            spool_dir=tempfile.gettempdir())
+        file: Any = io.BytesIO(body) if isinstance(body, bytes) else body
         if "b" not in mode:
             file = io.TextIOWrapper(file, encoding="utf-8")
         return S3File(file, name, self, mode)

@@ -653,3 +653,54 @@ def test_forked_child_does_not_share_the_parents_connections() -> None:
         assert c.get_object("after-fork")[0] == b"ok"
         assert c.connections_opened == 1          # the parent kept its connection
         assert len(fake.connections) == 2         # the child opened one of its own
+
+
+def test_large_bodies_spool_to_an_unlinked_file(client: _s3.Client, prefix: str,
+                                                tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = os.urandom(50000)
+    client.put_object(prefix + "big.bin", data)
+    small, _ = client.get_object(prefix + "big.bin", spool_max=len(data))
+    assert small == data                                   # fits: bytes
+    body, meta = client.get_object(prefix + "big.bin", spool_max=1000, spool_dir=str(tmp_path))
+    assert not isinstance(body, bytes)
+    with body:
+        assert os.fstat(body.fileno()).st_nlink == 0      # unlinked: gone when closed
+        assert body.read() == data
+    assert list(tmp_path.iterdir()) == []
+    text = b"spool me " * 20000
+    client.put_object(prefix + "big.txt", _s3.gzip_compress(text), content_encoding="gzip")
+    body, meta = client.get_object(prefix + "big.txt", decompress=True, spool_max=4096)
+    with body:
+        assert body.read() == text
+    assert meta["ContentLength"] == len(text) and "ContentEncoding" not in meta
+    with pytest.raises(ValueError):
+        client.get_object(prefix + "big.bin", spool_max=-1)
+
+
+BOMB_PROBE = """
+import resource, sys
+from django_s3_storage import _s3
+c = _s3.Client("b", endpoint_url=sys.argv[1], access_key="a", secret_key="b")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+body, meta = c.get_object("bomb", decompress=True, spool_max=1 << 20)
+n = 0
+while chunk := body.read(1 << 16):
+    n += len(chunk)
+grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(n, meta["ContentLength"], grew)
+"""
+
+
+def test_gzip_bomb_stays_out_of_memory() -> None:
+    size = 200 * 1024 * 1024
+    bomb = _s3.gzip_compress(b"\0" * size)                 # about 200 KB on the wire
+    fake, _ = scripted(Reply(200, bomb, {"Content-Encoding": "gzip"}))
+    with fake:
+        import sys
+
+        out = subprocess.run([sys.executable, "-c", BOMB_PROBE, fake.endpoint],
+                             capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    n, length, grew_kib = map(int, out.stdout.split())
+    assert n == size and length == size
+    assert grew_kib < 64 * 1024                               # far below the 200 MiB decoded

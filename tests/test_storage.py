@@ -56,6 +56,22 @@ def test_open_gzipped_file_comes_back_uncompressed(storage: S3Storage) -> None:
     assert storage.open("big.css", "r").read() == text
 
 
+def test_open_spools_large_files(storage: S3Storage) -> None:
+    storage.spool_max_size = 4096
+    data = bytes(range(256)) * 100
+    storage.save("big.bin", ContentFile(data))
+    text = "spooled text ✓\n" * 2000
+    storage.save("big.txt", ContentFile(text.encode()))     # gzipped, decoded while spooling
+    with storage.open("big.bin") as f:
+        assert f.read() == data
+    with storage.open("big.txt", "r") as f:
+        assert f.read() == text
+    f = storage.open("big.bin")
+    f.close()
+    with f.open() as g:
+        assert g.read() == data
+
+
 def test_opened_file_reopens_after_close(storage: S3Storage) -> None:
     storage.save("re.bin", ContentFile(b"again"))
     f = storage.open("re.bin")
