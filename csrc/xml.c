@@ -204,7 +204,6 @@ static const char *const P_CONTENTS[] = {"ListBucketResult", "Contents"};
 static const char *const P_PREFIX[] = {"ListBucketResult", "CommonPrefixes", "Prefix"};
 static const char *const P_TRUNC[] = {"ListBucketResult", "IsTruncated"};
 static const char *const P_TOKEN[] = {"ListBucketResult", "NextContinuationToken"};
-static const char *const P_COUNT[] = {"ListBucketResult", "KeyCount"};
 
 static int
 list_end(xml_sax *x)
@@ -212,7 +211,6 @@ list_end(xml_sax *x)
     xml_list *l = (xml_list *)x;
     xml_object *o = &l->cur;
     const char *name;
-    long long n;
 
     if (x->depth == 1 && strcmp(x->path[0], "ListBucketResult") != 0) {
         x->error = "the reply is not a ListBucketResult";
@@ -257,8 +255,6 @@ list_end(xml_sax *x)
         l->has_next_token = 1;
         return arena_str(l, &l->next_token);
     }
-    if (xml_at(x, 2, P_COUNT) && parse_ll(&x->text, &n) == 0)
-        l->key_count = (int)(n > 1000000 ? 1000000 : n);
     return 0;
 }
 

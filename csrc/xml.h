@@ -51,7 +51,6 @@ typedef struct {
     xml_str next_token;
     int has_next_token;
     int is_truncated;
-    int key_count;
     xml_object cur;
 } xml_list;
 
