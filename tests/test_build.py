@@ -52,6 +52,14 @@ def test_sdist_carries_the_sources_and_builds_alone(tmp_path: Path) -> None:
         assert f"csrc/{source.name}" in names
         assert f"csrc/{source.stem}.h" in names or source.stem == "client"
     assert "django_s3_storage/_s3.pyi" in names and "README.rst" in names
+    # every subpackage, the typing marker and the license (tests/test_wheel.py checks the
+    # wheel built from the checkout the way users build it)
+    for rel in ("django_s3_storage/management/__init__.py",
+                "django_s3_storage/management/commands/__init__.py",
+                "django_s3_storage/management/commands/s3_sync_meta.py",
+                "django_s3_storage/py.typed", "LICENSE"):
+        assert rel in names, rel
+    assert "deprecat" not in out.stderr.lower(), out.stderr
     # a wheel from the sdist alone, then the extension imported from that wheel
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
                           "--no-build-isolation", "-w", str(dist), str(sdist)],
@@ -61,6 +69,7 @@ def test_sdist_carries_the_sources_and_builds_alone(tmp_path: Path) -> None:
     unpacked = tmp_path / "unpacked"
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(unpacked)
+    assert (unpacked / "django_s3_storage/management/commands/s3_sync_meta.py").is_file()
     probe = ("import django_s3_storage._s3 as m; "
              "assert m.__file__.startswith(%r), m.__file__; "
              "print(m.gzip_decompress(m.gzip_compress(b'ok')).decode())" % str(unpacked))
