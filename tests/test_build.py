@@ -31,6 +31,17 @@ def test_c_source_compiles_without_warnings(source: Path) -> None:
     assert out.returncode == 0, out.stderr
 
 
+def test_classifiers_name_the_django_and_python_this_run_tests() -> None:
+    # each suite run of scripts/test-all checks that its versions are declared
+    import django
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    for classifier in (f"Framework :: Django :: {django.VERSION[0]}.{django.VERSION[1]}",
+                       f"Programming Language :: Python :: {sys.version_info[0]}."
+                       f"{sys.version_info[1]}"):
+        assert f'"{classifier}"' in pyproject, classifier
+
+
 def test_sdist_carries_the_sources_and_builds_alone(tmp_path: Path) -> None:
     # the sdist from a copy of the tracked files, so nothing built here leaks in
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)

@@ -185,7 +185,8 @@ def test_wheel_carries_every_subpackage_the_typing_files_and_the_license(
     assert "License-Expression: BSD-3-Clause" in headers
     assert "License-File: LICENSE" in headers
     for classifier in ("Framework :: Django :: 4.2", "Framework :: Django :: 5.2",
-                       "Framework :: Django :: 6", "Programming Language :: Python :: 3.11",
+                       "Framework :: Django :: 6", "Framework :: Django :: 6.1",
+                       "Programming Language :: Python :: 3.11",
                        "Programming Language :: Python :: 3.13"):
         assert f"Classifier: {classifier}" in headers
     # PEP 639: with a license expression, License :: classifiers are not allowed
