@@ -28,6 +28,7 @@ pytestmark = pytest.mark.wheel
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "django_s3_storage"
+PREFIX = f"wheel-{uuid.uuid4().hex[:12]}"
 
 
 @dataclass
@@ -59,12 +60,18 @@ def copy_checkout(dst: Path) -> None:
             shutil.copy2(ROOT / rel, dst / rel)
 
 
-def clean_env(tmp: Path) -> dict[str, str]:
-    """The environment of a user's shell: no PYTHONPATH, no settings module of the test
-    suite, no AWS or proxy variables; nothing that could reach past 127.0.0.1."""
+def user_env() -> dict[str, str]:
+    """A user's shell, for pip: no PYTHONPATH, no virtual environment, no settings
+    module of the test suite (pip keeps the machine's index, proxy and cache)."""
     drop = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "DJANGO_SETTINGS_MODULE")
-    env = {k: v for k, v in os.environ.items()
-           if k not in drop and not k.startswith("AWS_") and not k.lower().endswith("_proxy")}
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+def site_env(tmp: Path) -> dict[str, str]:
+    """For the Django project: besides, no AWS or proxy variables and no shared AWS
+    files, so nothing can reach past the test server on 127.0.0.1."""
+    env = {k: v for k, v in user_env().items()
+           if not k.startswith("AWS_") and not k.lower().endswith("_proxy")}
     env.update(AWS_EC2_METADATA_DISABLED="true", PYTHONNOUSERSITE="1",
                AWS_CONFIG_FILE=str(tmp / "no-aws-config"),
                AWS_SHARED_CREDENTIALS_FILE=str(tmp / "no-aws-credentials"))
@@ -90,6 +97,7 @@ DATABASES = {{}}
 AWS_REGION = "us-east-1"
 AWS_ACCESS_KEY_ID = {access_key!r}
 AWS_SECRET_ACCESS_KEY = {secret_key!r}
+AWS_S3_KEY_PREFIX = {prefix!r}  # this project's keys only, for s3_sync_meta
 STORAGES = {{
     "default": {{
         "BACKEND": "django_s3_storage.storage.S3Storage",
@@ -133,11 +141,22 @@ with opener.open(url, timeout=30) as reply:
     fetched = reply.read()
 with storage.open(name, "rb") as f:
     opened = f.read()
-storage.delete(name)
 sha = lambda b: hashlib.sha256(b).hexdigest()
 print(json.dumps({"class": type(storage).__module__ + "." + type(storage).__name__,
                   "name": name, "url": url, "saved": sha(data), "fetched": sha(fetched),
-                  "opened": sha(opened), "exists_after_delete": storage.exists(name)}))
+                  "opened": sha(opened)}))
+"""
+
+DELETE_PY = """\
+import json, sys
+import django
+
+django.setup()
+from django.core.files.storage import storages
+
+storage = storages["default"]
+storage.delete(sys.argv[1])
+print(json.dumps({"exists_after_delete": storage.exists(sys.argv[1])}))
 """
 
 
@@ -147,22 +166,24 @@ def installed(tmp_path_factory: pytest.TempPathFactory, s3: S3Target) -> Install
     assert ROOT not in tmp.parents, "the virtual environment must lie outside the checkout"
     src, dist, venv, site = tmp / "src", tmp / "dist", tmp / "venv", tmp / "site"
     copy_checkout(src)
-    env = clean_env(tmp)
+    pip_env = user_env()
     # as a user would: `pip wheel .`, build isolation and all (-v shows the backend's warnings)
     build = run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(dist),
-                 str(src)], timeout=600, cwd=tmp, env=env)
+                 str(src)], timeout=600, cwd=tmp, env=pip_env)
     (wheel,) = dist.glob("*.whl")
-    run([sys.executable, "-m", "venv", str(venv)], timeout=300, cwd=tmp, env=env)
+    run([sys.executable, "-m", "venv", str(venv)], timeout=300, cwd=tmp, env=pip_env)
     python = venv / "bin" / "python"
     run([str(python), "-m", "pip", "install", "-q", str(wheel),
-         f"Django=={django.get_version()}"], timeout=600, cwd=tmp, env=env)
+         f"Django=={django.get_version()}"], timeout=600, cwd=tmp, env=pip_env)
     site.mkdir()
     (site / "manage.py").write_text(MANAGE_PY)
     (site / "site_settings.py").write_text(SETTINGS_PY.format(
-        access_key=s3.access_key, secret_key=s3.secret_key, endpoint=s3.endpoint, bucket=BUCKET))
+        access_key=s3.access_key, secret_key=s3.secret_key, endpoint=s3.endpoint, bucket=BUCKET,
+        prefix=PREFIX))
     (site / "round_trip.py").write_text(ROUND_TRIP_PY)
+    (site / "delete.py").write_text(DELETE_PY)
     (site / "probe.py").write_text(PROBE_PY)
-    return Installed(wheel, build.stdout + build.stderr, python, venv, site, env)
+    return Installed(wheel, build.stdout + build.stderr, python, venv, site, site_env(tmp))
 
 
 def test_wheel_carries_every_subpackage_the_typing_files_and_the_license(
@@ -223,15 +244,21 @@ def test_manage_py_knows_the_command_and_passes_the_checks(installed: Installed)
     assert "System check identified no issues" in out.stdout
 
 
-def test_save_url_open_round_trip_from_the_installed_package(installed: Installed,
-                                                            s3: S3Target) -> None:
-    name = f"wheel-{uuid.uuid4().hex[:12]}/blob.bin"
-    out = run([str(installed.python), "round_trip.py", name], timeout=120, cwd=installed.site,
-              env=dict(installed.env, DJANGO_SETTINGS_MODULE="site_settings"))
+def test_save_url_open_sync_meta_delete_from_the_installed_package(installed: Installed,
+                                                                  s3: S3Target) -> None:
+    python, site = str(installed.python), installed.site
+    env = dict(installed.env, DJANGO_SETTINGS_MODULE="site_settings")
+    name = "uploads/blob.bin"
+    out = run([python, "round_trip.py", name], timeout=120, cwd=site, env=env)
     result = json.loads(out.stdout)
     assert result["class"] == "django_s3_storage.storage.S3Storage"
     assert result["name"] == name
-    assert result["url"].startswith(f"{s3.endpoint}/{BUCKET}/{name}?")
+    assert result["url"].startswith(f"{s3.endpoint}/{BUCKET}/{PREFIX}/{name}?")
     assert "X-Amz-Signature=" in result["url"]
     assert result["fetched"] == result["saved"] == result["opened"]
-    assert result["exists_after_delete"] is False
+    # the management command itself, on the file just saved
+    out = run([python, "manage.py", "s3_sync_meta", "django.core.files.storage.default_storage"],
+              timeout=120, cwd=site, env=env)
+    assert out.stdout.split() == [name]
+    out = run([python, "delete.py", name], timeout=60, cwd=site, env=env)
+    assert json.loads(out.stdout) == {"exists_after_delete": False}
