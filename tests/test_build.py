@@ -31,6 +31,17 @@ def test_c_source_compiles_without_warnings(source: Path) -> None:
     assert out.returncode == 0, out.stderr
 
 
+def test_classifiers_name_the_django_and_python_this_run_tests() -> None:
+    # each suite run of scripts/test-all checks that its versions are declared
+    import django
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    for classifier in (f"Framework :: Django :: {django.VERSION[0]}.{django.VERSION[1]}",
+                       f"Programming Language :: Python :: {sys.version_info[0]}."
+                       f"{sys.version_info[1]}"):
+        assert f'"{classifier}"' in pyproject, classifier
+
+
 def test_sdist_carries_the_sources_and_builds_alone(tmp_path: Path) -> None:
     # the sdist from a copy of the tracked files, so nothing built here leaks in
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
@@ -52,6 +63,14 @@ def test_sdist_carries_the_sources_and_builds_alone(tmp_path: Path) -> None:
         assert f"csrc/{source.name}" in names
         assert f"csrc/{source.stem}.h" in names or source.stem == "client"
     assert "django_s3_storage/_s3.pyi" in names and "README.rst" in names
+    # every subpackage, the typing marker and the license (tests/test_wheel.py checks the
+    # wheel built from the checkout the way users build it)
+    for rel in ("django_s3_storage/management/__init__.py",
+                "django_s3_storage/management/commands/__init__.py",
+                "django_s3_storage/management/commands/s3_sync_meta.py",
+                "django_s3_storage/py.typed", "LICENSE"):
+        assert rel in names, rel
+    assert "deprecat" not in out.stderr.lower(), out.stderr
     # a wheel from the sdist alone, then the extension imported from that wheel
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
                           "--no-build-isolation", "-w", str(dist), str(sdist)],
@@ -61,6 +80,7 @@ def test_sdist_carries_the_sources_and_builds_alone(tmp_path: Path) -> None:
     unpacked = tmp_path / "unpacked"
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(unpacked)
+    assert (unpacked / "django_s3_storage/management/commands/s3_sync_meta.py").is_file()
     probe = ("import django_s3_storage._s3 as m; "
              "assert m.__file__.startswith(%r), m.__file__; "
              "print(m.gzip_decompress(m.gzip_compress(b'ok')).decode())" % str(unpacked))
