@@ -460,8 +460,8 @@ json_string(const char **pp, const char *e, buf_t *out)
                 cp = cp * 16 + (unsigned)h;
             }
             p += 4;
-            if (cp >= 0xd800 && cp <= 0xdfff)
-                return -1;   /* nothing we read needs more than the BMP */
+            if (cp == 0 || (cp >= 0xd800 && cp <= 0xdfff))
+                return -1;   /* no NUL in a C string; nothing we read needs more than the BMP */
             if (cp < 0x80) {
                 ch = (unsigned char)cp;
                 break;
