@@ -164,16 +164,18 @@ class ImdsServer(CredServer):
     TOKEN = "imds-session-token-123"
 
     def __init__(self, creds: list[Creds], role: str = "web-role",
-                 delay: float | list[float] = 0.0) -> None:
+                 delay: float | list[float] = 0.0, v1_only: bool = False) -> None:
         self.issuer = _Issuer(creds, delay)
         base = "/latest/meta-data/iam/security-credentials/"
 
         def script(seen: Seen) -> Answer:
             if seen.method == "PUT" and seen.path == "/latest/api/token":
+                if v1_only:
+                    return Answer(405)
                 if "X-aws-ec2-metadata-token-ttl-seconds" not in seen.headers:
                     return Answer(400)
                 return Answer(200, self.TOKEN.encode())
-            if seen.headers.get("X-aws-ec2-metadata-token") != self.TOKEN:
+            if not v1_only and seen.headers.get("X-aws-ec2-metadata-token") != self.TOKEN:
                 return Answer(401)
             if seen.method == "GET" and seen.path == base:
                 return Answer(200, role.encode())

@@ -320,6 +320,34 @@ def test_role_arn_with_source_profile_signs_assume_role_with_the_source_keys(
     assert fake_s3.seen[0].headers["x-amz-security-token"] == "role-token"
 
 
+def test_role_arn_with_credential_source_and_the_profiles_that_cannot_work(
+        fake_s3: CredServer, aws_files: Callable[..., None],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    aws_files(config=f"[profile ecs]\nrole_arn = {ROLE}\ncredential_source = EcsContainer\n"
+                     f"[profile mfa]\nrole_arn = {ROLE}\nsource_profile = mfa\n"
+                     "mfa_serial = arn:aws:iam::123456789012:mfa/me\n"
+                     f"[profile nosource]\nrole_arn = {ROLE}\n"
+                     f"[profile odd]\nrole_arn = {ROLE}\ncredential_source = Floppy\n"
+                     "[profile half]\naws_access_key_id = AKIDHALF000000001\n"
+                     f"[profile loop]\nrole_arn = {ROLE}\nsource_profile = loop2\n"
+                     f"[profile loop2]\nrole_arn = {ROLE}\nsource_profile = loop\n")
+    with StsServer([Creds("ASIAECSROLE000001", "s", "t")]) as sts, \
+            ContainerServer([Creds("ASIACONTAINER0001", "s", "ctr-token")]) as ctr:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.endpoint)
+        use_container(monkeypatch, ctr)
+        make_client(fake_s3.endpoint, profile="ecs").get_object("k")
+        assert "Credential=ASIACONTAINER0001/" in sts.seen[0].headers["Authorization"]
+        assert sts.seen[0].headers["X-Amz-Security-Token"] == "ctr-token"
+        for profile, message in [("mfa", "MFA"), ("nosource", "no source_profile"),
+                                 ("odd", "credential_source must be"),
+                                 ("half", "only one of aws_access_key_id"),
+                                 ("loop", "deeper than")]:
+            with pytest.raises(_s3.S3Error, match=message):
+                make_client(fake_s3.endpoint, profile=profile).get_object("k")
+        assert len(sts.seen) == 1
+    assert key_ids(fake_s3) == ["ASIAECSROLE000001"]
+
+
 def test_role_arn_and_web_identity_against_moto_sts(
         fake_s3: CredServer, aws_files: Callable[..., None], moto_endpoint: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -487,6 +515,14 @@ def test_imds_v2_with_a_session_token(fake_s3: CredServer,
     assert key_ids(fake_s3) == ["ASIAIMDS000000001"]
 
 
+def test_imds_v1_only_service(fake_s3: CredServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    with ImdsServer([Creds("ASIAIMDSV10000001", "s", "t")], v1_only=True) as imds:
+        use_imds(monkeypatch, imds.endpoint)
+        make_client(fake_s3.endpoint).get_object("k")
+        assert all("X-aws-ec2-metadata-token" not in s.headers for s in imds.seen[1:])
+    assert key_ids(fake_s3) == ["ASIAIMDSV10000001"]
+
+
 def test_imds_disabled_is_never_asked(fake_s3: CredServer,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     with ImdsServer([Creds("ASIAIMDS000000001", "s", "t")]) as imds:
@@ -631,6 +667,37 @@ def test_storage_settings_profile_and_anonymous(
     assert anonymous.open("a.txt").read() == b"ok"
     assert "Authorization" not in fake_s3.seen[-1].headers
     assert "site-secret" not in repr(storage._client) + repr(vars(storage.settings))
+
+
+def test_static_storage_reads_its_own_anonymous_and_profile_settings(
+        aws_files: Callable[..., None]) -> None:
+    from django.test import override_settings
+
+    from django_s3_storage.storage import StaticS3Storage
+
+    aws_files(config="[profile assets]\nregion = eu-south-1\n")
+    with override_settings(AWS_S3_ANONYMOUS_STATIC=True, AWS_S3_PROFILE_STATIC="assets",
+                           AWS_REGION=None):
+        storage = StaticS3Storage()
+        assert "anonymous" in repr(storage._client)
+        assert storage._client.region == "eu-south-1"
+
+
+def test_the_gil_is_released_while_credentials_are_fetched(
+        fake_s3: CredServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    with ContainerServer([Creds("ASIACONTAINER0001", "s", "t")], delay=1.0) as ctr:
+        use_container(monkeypatch, ctr)
+        client = make_client(fake_s3.endpoint)
+        worker = threading.Thread(target=client.get_object, args=("k",))
+        ticks = 0
+        worker.start()
+        t0 = time.monotonic()
+        while worker.is_alive() and time.monotonic() - t0 < 5:
+            ticks += 1
+            time.sleep(0.01)
+        worker.join()
+    assert ticks > 50          # this thread ran all along the one-second fetch
+    assert key_ids(fake_s3) == ["ASIACONTAINER0001"]
 
 
 def test_no_secret_in_the_client_repr(monkeypatch: pytest.MonkeyPatch) -> None:
