@@ -158,14 +158,12 @@ class S3Storage(Storage):
                 f"not {s.AWS_S3_ADDRESSING_STYLE!r}.")
         # Only the settings' own keys: the environment, the shared files and the
         # roles are the C Client's to find, lazily, on the first request.
-        access, secret = s.AWS_ACCESS_KEY_ID, s.AWS_SECRET_ACCESS_KEY
-        if bool(access) != bool(secret):
+        if bool(s.AWS_ACCESS_KEY_ID) != bool(s.AWS_SECRET_ACCESS_KEY):
             raise ImproperlyConfigured(
                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together: set both, or neither "
                 "to take credentials from the environment, ~/.aws or the instance's role.")
         anonymous = bool(s.AWS_S3_ANONYMOUS)
-        if anonymous:
-            access = secret = ""
+        signed = bool(s.AWS_ACCESS_KEY_ID) and not anonymous   # no secret in a local
         profile = s.AWS_S3_PROFILE or None
         if profile is not None and not isinstance(profile, str):
             raise ImproperlyConfigured(
@@ -176,9 +174,9 @@ class S3Storage(Storage):
                 s.AWS_S3_BUCKET_NAME,
                 endpoint_url=s.AWS_S3_ENDPOINT_URL or None,
                 region=s.AWS_REGION,
-                access_key=access or None,
-                secret_key=secret or None,
-                session_token=(s.AWS_SESSION_TOKEN or None) if access else None,
+                access_key=s.AWS_ACCESS_KEY_ID if signed else None,
+                secret_key=s.AWS_SECRET_ACCESS_KEY if signed else None,
+                session_token=(s.AWS_SESSION_TOKEN or None) if signed else None,
                 profile=profile,
                 anonymous=anonymous,
                 addressing_style=s.AWS_S3_ADDRESSING_STYLE,

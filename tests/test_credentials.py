@@ -4,6 +4,7 @@ their calls (tests/cred_servers.py). conftest.py keeps the machine's own AWS
 configuration out and points IMDS and STS at a closed local port by default."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -314,8 +315,16 @@ def test_role_arn_with_source_profile_signs_assume_role_with_the_source_keys(
         form = sts.forms[0]
         assert form["Action"] == "AssumeRole" and form["RoleArn"] == ROLE
         assert form["RoleSessionName"] == "web-1"
-        auth = sts.seen[0].headers["Authorization"]
-        assert re.search(r"Credential=AKIDBASEPROFILE01/\d{8}/eu-west-1/sts/aws4_request", auth)
+        seen = sts.seen[0]
+        assert re.search(r"Credential=AKIDBASEPROFILE01/\d{8}/eu-west-1/sts/aws4_request",
+                         seen.headers["Authorization"])
+        # the signature is the one the source profile's secret makes
+        expected = _s3.sign_v4(
+            "POST", sts.endpoint + "/", {"Content-Type": seen.headers["Content-Type"]},
+            hashlib.sha256(seen.body).hexdigest(), region="eu-west-1",
+            access_key="AKIDBASEPROFILE01", secret_key="base-secret",
+            timestamp=seen.headers["X-Amz-Date"], service="sts")
+        assert seen.headers["Authorization"] == expected["Authorization"]
     assert key_ids(fake_s3) == ["ASIAASSUMEDROLE01"]
     assert fake_s3.seen[0].headers["x-amz-security-token"] == "role-token"
 
@@ -600,6 +609,22 @@ def test_early_renewal_is_done_by_one_thread_while_the_others_keep_signing(
     ids = key_ids(fake_s3)
     assert ids[0] == "ASIAOLD000000001" and ids[-1] == "ASIANEW000000001"
     assert sorted(ids[1:9]) == ["ASIANEW000000001"] + ["ASIAOLD000000001"] * 7
+
+
+@pytest.mark.parametrize("code", ["ExpiredToken", "InvalidToken", "InvalidAccessKeyId"])
+def test_refused_temporary_credentials_are_renewed_and_the_request_sent_again(
+        monkeypatch: pytest.MonkeyPatch, code: str) -> None:
+    refused = EXPIRED.replace(b"ExpiredToken", code.encode())
+
+    def s3(seen: Seen) -> Answer:
+        return Answer(403, refused) if key_id(seen) != "ASIAFRESH00000001" else Answer(200, b"ok")
+
+    with CredServer(s3) as server, ContainerServer(
+            [Creds("ASIASTALE00000001", "s", "t"), Creds("ASIAFRESH00000001", "s", "t2")]) as c:
+        use_container(monkeypatch, c)
+        assert make_client(server.endpoint).get_object("k")[0] == b"ok"
+        assert key_ids(server) == ["ASIASTALE00000001", "ASIAFRESH00000001"]
+        assert server.seen[1].headers["x-amz-security-token"] == "t2"
 
 
 def test_expired_token_renews_and_retries_once(monkeypatch: pytest.MonkeyPatch) -> None:
