@@ -80,7 +80,7 @@ class CredServer:
                 if self.command != "HEAD":
                     self.wfile.write(answer.body)
 
-            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _serve
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_CONNECT = _serve
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -403,6 +403,36 @@ def test_sts_endpoint_overrides(fake_s3: CredServer, tmp_path: Path,
         make_client(fake_s3.endpoint).get_object("k")
 
 
+def test_sts_regional_and_legacy_endpoints(fake_s3: CredServer, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Which STS host is asked, seen by a local proxy that refuses every tunnel: nothing
+    leaves 127.0.0.1. A probe to an .invalid host shows the proxy is used at all
+    before any amazonaws.com name is tried."""
+    token_file = tmp_path / "token"
+    token_file.write_text("tok")
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token_file))
+    monkeypatch.setenv("AWS_ROLE_ARN", ROLE)
+    for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with CredServer(lambda seen: Answer(403)) as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.endpoint)
+        monkeypatch.setenv("https_proxy", proxy.endpoint)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", "https://sts-probe.invalid")
+        with pytest.raises(_s3.S3Error):
+            make_client(fake_s3.endpoint).get_object("k")
+        assert [(s.method, s.path) for s in proxy.seen] == [("CONNECT", "sts-probe.invalid:443")]
+        monkeypatch.delenv("AWS_ENDPOINT_URL_STS")
+        for mode, region, host in [(None, "eu-west-3", "sts.eu-west-3.amazonaws.com:443"),
+                                   ("regional", "ap-east-1", "sts.ap-east-1.amazonaws.com:443"),
+                                   ("legacy", "eu-west-3", "sts.amazonaws.com:443")]:
+            if mode:
+                monkeypatch.setenv("AWS_STS_REGIONAL_ENDPOINTS", mode)
+            with pytest.raises(_s3.S3Error, match="STS at https://sts"):
+                make_client(fake_s3.endpoint, region=region).get_object("k")
+            assert proxy.seen[-1].method == "CONNECT" and proxy.seen[-1].path == host
+    assert fake_s3.seen == []
+
+
 # ---- web identity ------------------------------------------------------------------
 
 def test_a_rotated_web_identity_token_file_is_read_again(
