@@ -1771,6 +1771,7 @@ refresh(cred_cache *c, const cred_env *env, long min_valid, const char **code, b
     chain ch = {c, env, BUF_INIT, BUF_INIT, BUF_INIT};
     cred_set *s = NULL, *old;
     time_t now;
+    size_t i;
     int rc;
 
     c->refreshing = 1;
@@ -1809,6 +1810,10 @@ refresh(cred_cache *c, const cred_env *env, long min_valid, const char **code, b
             *code = "CredentialsError";
             buf_puts(err, ch.err.data ? ch.err.data : "out of memory");
         }
+        /* paths and names from the environment must not forge a log line */
+        for (i = 0; i < err->len; i++)
+            if ((unsigned char)err->data[i] < 0x20 || err->data[i] == 0x7f)
+                err->data[i] = '?';
         rc = -1;
     }
     buf_free(&ch.tried);

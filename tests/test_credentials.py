@@ -208,6 +208,16 @@ def test_bad_values_from_the_environment_are_refused_by_name(
     assert fake_s3.seen == []
 
 
+def test_error_texts_carry_no_control_characters(fake_s3: CredServer,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", "/nonexistent/x\nFORGED: line")
+    monkeypatch.setenv("AWS_ROLE_ARN", ROLE)
+    with pytest.raises(_s3.S3Error) as info:
+        make_client(fake_s3.endpoint).get_object("k")
+    assert "/nonexistent/x?FORGED: line does not exist" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
 def test_half_a_key_pair_in_the_environment_is_an_error(
         fake_s3: CredServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDENVIRONMENT01")
