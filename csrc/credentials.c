@@ -1271,6 +1271,12 @@ src_env(chain *ch, cred_set **out)
                                         "AWS_SESSION_TOKEN in the environment"};
     const char *ak = envv(ch, "AWS_ACCESS_KEY_ID"), *sk = envv(ch, "AWS_SECRET_ACCESS_KEY");
 
+    if (ch->c->profile) {
+        /* as boto3's Session(profile_name=...): a profile named by the storage wins
+         * over keys the environment happens to hold (AWS_PROFILE does not) */
+        tried(ch, "the environment: not used, the storage names profile '%s'", ch->c->profile);
+        return 0;
+    }
     if (ak == NULL && sk == NULL) {
         tried(ch, "the environment: no AWS_ACCESS_KEY_ID", NULL);
         return 0;

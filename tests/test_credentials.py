@@ -256,6 +256,12 @@ def test_profile_from_the_client_then_aws_profile_then_default(
     assert signer() == "AKIDCIPROFILE0001"
     assert fake_s3.seen[-1].headers["x-amz-security-token"] == "ci-token"
     assert signer(profile="cfgonly") == "AKIDCONFIGFILE001"     # the setting beats AWS_PROFILE
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDENVIRONMENT01")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
+    assert signer() == "AKIDENVIRONMENT01"                    # the environment beats AWS_PROFILE
+    assert signer(profile="cfgonly") == "AKIDCONFIGFILE001"   # a named profile beats both
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(_s3.S3Error, match="profile 'missing' is in neither") as info:
         signer(profile="missing")
     assert info.value.code == "CredentialsError"
