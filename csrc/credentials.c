@@ -23,7 +23,6 @@ extern char **environ;
 #define FILE_MAX (1 << 20)          /* shared files */
 #define TOKEN_FILE_MAX (64 << 10)   /* web identity and container token files */
 #define REPLY_MAX (64 << 10)        /* JSON and XML credential replies */
-#define PROCESS_TIMEOUT_MS 30000
 #define IMDS_TIMEOUT_MS 1000
 #define CONTAINER_TIMEOUT_MS 2000
 #define PROFILE_DEPTH 5
@@ -1099,8 +1098,8 @@ now_ms(void)
 }
 
 /* Runs the command with /bin/sh -c, as the AWS CLI does (it is the user's own
- * configuration); stdout is captured, capped and time-limited; stderr is the
- * process's own. */
+ * configuration); stdout is captured and capped; the process (its whole group)
+ * is killed past the Client's read timeout; stderr is the process's own. */
 static int
 run_process(chain *ch, const char *cmd, const char *what, buf_t *out)
 {
@@ -1110,7 +1109,8 @@ run_process(chain *ch, const char *cmd, const char *what, buf_t *out)
     posix_spawnattr_t at;
     int pfd[2] = {-1, -1}, fa_ok = 0, at_ok = 0, status = 0, rc = -1, err;
     pid_t pid = -1;
-    long deadline = now_ms() + PROCESS_TIMEOUT_MS;
+    long limit_s = ch->c->read_timeout_s > 0 ? ch->c->read_timeout_s : 60;
+    long deadline = now_ms() + limit_s * 1000L;
     char tmp[4096];
 
     if (pipe2(pfd, O_CLOEXEC) < 0) {
@@ -1143,7 +1143,7 @@ run_process(chain *ch, const char *cmd, const char *what, buf_t *out)
         ssize_t r;
         int pr;
         if (left <= 0) {
-            buf_printf(&ch->err, "%s did not finish within %d s", what, PROCESS_TIMEOUT_MS / 1000);
+            buf_printf(&ch->err, "%s did not finish within %ld s", what, limit_s);
             goto done;
         }
         pr = poll(&p, 1, (int)left);
@@ -1184,7 +1184,7 @@ run_process(chain *ch, const char *cmd, const char *what, buf_t *out)
             break;
         }
         if (now_ms() >= deadline) {
-            buf_printf(&ch->err, "%s did not exit within %d s", what, PROCESS_TIMEOUT_MS / 1000);
+            buf_printf(&ch->err, "%s did not exit within %ld s", what, limit_s);
             goto done;
         }
         {

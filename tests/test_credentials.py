@@ -318,6 +318,18 @@ def test_credential_process(fake_s3: CredServer, aws_files: Callable[..., None],
     assert len(fake_s3.seen) == 1
 
 
+def test_a_credential_process_that_hangs_is_killed_at_the_read_timeout(
+        fake_s3: CredServer, aws_files: Callable[..., None], tmp_path: Path) -> None:
+    marker = tmp_path / "still-running"
+    aws_files(config=f"[profile slow]\ncredential_process = sleep 2; touch '{marker}'\n")
+    t0 = time.monotonic()
+    with pytest.raises(_s3.S3Error, match="did not finish within 1 s"):
+        make_client(fake_s3.endpoint, profile="slow", read_timeout=1).get_object("k")
+    assert time.monotonic() - t0 < 1.8
+    time.sleep(1.5)
+    assert not marker.exists()          # the shell was killed, not left to finish
+
+
 def test_role_arn_with_source_profile_signs_assume_role_with_the_source_keys(
         fake_s3: CredServer, aws_files: Callable[..., None],
         monkeypatch: pytest.MonkeyPatch) -> None:
