@@ -19,6 +19,7 @@
 #include <openssl/crypto.h>
 
 #include "buf.h"
+#include "credentials.h"
 #include "gzip.h"
 #include "sigv4.h"
 #include "transfer.h"
@@ -30,9 +31,6 @@ typedef struct {
     char *endpoint;         /* scheme://host[:port][/path], no trailing slash */
     char *bucket;
     char *region;
-    char *access_key;       /* NULL: anonymous, requests go unsigned */
-    char *secret_key;
-    char *session_token;
     char *base;             /* the URL of the bucket, ending in "/" */
     char *ca_bundle;
     int virtual_host;
@@ -40,8 +38,8 @@ typedef struct {
     int max_attempts;
     xfer_opts opts;
     xfer_pool pool;
-    pthread_mutex_t key_lock;
-    sigv4_key_cache key_cache;
+    pthread_mutex_t key_lock;   /* guards the signing-key cache of every cred_set */
+    cred_cache cred;            /* where the keys come from; anonymous: unsigned */
     int ready;
 } Client;
 
@@ -60,16 +58,6 @@ dup_str(const char *s)
     if (p)
         memcpy(p, s, n + 1);
     return p;
-}
-
-static void
-free_secret(char **s)
-{
-    if (*s) {
-        OPENSSL_cleanse(*s, strlen(*s));
-        free(*s);
-        *s = NULL;
-    }
 }
 
 /* Buckets that can be a DNS label: lower-case letters, digits and hyphens (dots
@@ -96,9 +84,6 @@ client_free_strings(Client *self)
     free(self->base);
     free(self->ca_bundle);
     self->endpoint = self->bucket = self->region = self->base = self->ca_bundle = NULL;
-    free_secret(&self->access_key);
-    free_secret(&self->secret_key);
-    free_secret(&self->session_token);
 }
 
 static int
@@ -107,13 +92,16 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"bucket", "endpoint_url", "region", "access_key", "secret_key",
                              "session_token", "addressing_style", "connect_timeout",
                              "read_timeout", "max_connections", "max_attempts", "verify",
-                             "ca_bundle", NULL};
+                             "ca_bundle", "profile", "anonymous", NULL};
     Client *self = (Client *)self_;
-    const char *bucket, *endpoint = NULL, *region = "us-east-1", *access = NULL,
-                        *secret = NULL, *token = NULL, *style = "auto", *ca = NULL;
+    const char *bucket, *endpoint = NULL, *region = NULL, *access = NULL,
+                        *secret = NULL, *token = NULL, *style = "auto", *ca = NULL,
+                        *profile = NULL;
     double connect_timeout = 60.0, read_timeout = 60.0;
-    int max_connections = 10, max_attempts = 3, verify = 1;
-    buf_t b = BUF_INIT;
+    int max_connections = 10, max_attempts = 3, verify = 1, anonymous = 0;
+    buf_t b = BUF_INIT, region_buf = BUF_INIT, cred_err = BUF_INIT;
+    char region_default[64];
+    cred_config cfg;
     sigv4_url u;
     size_t n;
     int rc = -1;
@@ -123,11 +111,25 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
         return -1;
     }
     client_free_strings(self);   /* what a failed earlier __init__ left */
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|$zszzzsddiipz", kwlist, &bucket, &endpoint,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|$zzzzzsddiipzzp", kwlist, &bucket, &endpoint,
                                      &region, &access, &secret, &token, &style,
                                      &connect_timeout, &read_timeout, &max_connections,
-                                     &max_attempts, &verify, &ca))
+                                     &max_attempts, &verify, &ca, &profile, &anonymous))
         return -1;
+    if (region == NULL) {
+        /* not given: the environment, then the profile, then us-east-1 */
+        rc = cred_default_region(profile, &region_buf, &cred_err);
+        if (rc == 0)
+            snprintf(region_default, sizeof(region_default), "%s", region_buf.data);
+        else
+            PyErr_SetString(PyExc_ValueError, cred_err.len ? cred_err.data : "out of memory");
+        buf_free(&region_buf);
+        buf_free(&cred_err);
+        if (rc < 0)
+            return -1;
+        rc = -1;
+        region = region_default;
+    }
     if (bucket[0] == '\0' || strchr(bucket, '/')) {
         PyErr_SetString(PyExc_ValueError, "bucket must be a bucket name, without '/'");
         return -1;
@@ -139,6 +141,11 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
     if ((access == NULL) != (secret == NULL)) {
         PyErr_SetString(PyExc_ValueError,
                         "access_key and secret_key go together: give both or neither");
+        return -1;
+    }
+    if (anonymous && access) {
+        PyErr_SetString(PyExc_ValueError,
+                        "anonymous=True sends unsigned requests: give no access_key with it");
         return -1;
     }
     if (strcmp(style, "auto") != 0 && strcmp(style, "path") != 0 &&
@@ -174,13 +181,8 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
     self->endpoint = dup_str(b.data);
     self->bucket = dup_str(bucket);
     self->region = dup_str(region);
-    self->access_key = dup_str(access);
-    self->secret_key = dup_str(secret);
-    self->session_token = token && token[0] ? dup_str(token) : NULL;
     self->ca_bundle = dup_str(ca);
-    if (!self->endpoint || !self->bucket || !self->region || (access && !self->access_key) ||
-        (secret && !self->secret_key) || (token && token[0] && !self->session_token) ||
-        (ca && !self->ca_bundle))
+    if (!self->endpoint || !self->bucket || !self->region || (ca && !self->ca_bundle))
         goto done;
     self->https = strncasecmp(self->endpoint, "https:", 6) == 0;
     if (strcmp(style, "virtual") == 0)
@@ -210,10 +212,27 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
     self->opts.read_timeout_s = (long)(read_timeout + 0.999);
     self->opts.verify = verify;
     self->opts.ca_bundle = self->ca_bundle;
-    if (xfer_pool_init(&self->pool, max_connections) < 0)
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.access_key = access;
+    cfg.secret_key = secret;
+    cfg.session_token = token;
+    cfg.profile = profile;
+    cfg.region = self->region;
+    cfg.anonymous = anonymous;
+    cfg.md = self->st->sha256;
+    cfg.verify = verify;
+    cfg.ca_bundle = self->ca_bundle;
+    cfg.connect_timeout_ms = self->opts.connect_timeout_ms;
+    cfg.read_timeout_s = self->opts.read_timeout_s;
+    if (cred_cache_init(&self->cred, &cfg, &cred_err) < 0) {
+        PyErr_SetString(PyExc_ValueError, cred_err.data ? cred_err.data : "out of memory");
         goto done;
+    }
+    if (xfer_pool_init(&self->pool, max_connections) < 0) {
+        cred_cache_destroy(&self->cred);
+        goto done;
+    }
     pthread_mutex_init(&self->key_lock, NULL);
-    sigv4_cache_reset(&self->key_cache);
     self->ready = 1;
     rc = 0;
 done:
@@ -221,6 +240,7 @@ done:
     if (rc < 0 && !PyErr_Occurred())
         PyErr_NoMemory();
     buf_free(&b);
+    buf_free(&cred_err);
     return rc;
 }
 
@@ -250,7 +270,7 @@ client_dealloc(PyObject *self_)
     if (self->ready) {
         xfer_pool_destroy(&self->pool);
         pthread_mutex_destroy(&self->key_lock);
-        sigv4_cache_reset(&self->key_cache);
+        cred_cache_destroy(&self->cred);
     }
     client_free_strings(self);
     tp->tp_free(self_);
@@ -267,7 +287,7 @@ client_repr(PyObject *self_)
         return PyUnicode_FromString("<Client (not initialised)>");
     return PyUnicode_FromFormat("<Client bucket=%s endpoint=%s region=%s %s>", self->bucket,
                                 self->endpoint, self->region,
-                                self->access_key ? "signed" : "anonymous");
+                                self->cred.anonymous ? "anonymous" : "signed");
 }
 
 static int
@@ -318,6 +338,9 @@ typedef struct {
     int transport_failed;
     int ok;
     const char *local_error;         /* out of memory and the like */
+    cred_set *creds;                 /* what this call signs with; NULL: unsigned */
+    int creds_refused;               /* ExpiredToken and the like: renew, run again */
+    int creds_retried;
 } s3_call;
 
 static void
@@ -351,6 +374,8 @@ call_free(s3_call *k)
     if (k->spool_fd >= 0)
         close(k->spool_fd);
     xfer_request_free(&k->req);
+    cred_release(&k->client->cred, k->creds);
+    k->creds = NULL;
 }
 
 static int
@@ -640,30 +665,33 @@ build_headers(s3_call *k, const char *payload_hash)
     /* no 100-continue round trip (and no RGW stall after a refused PUT) */
     if (k->has_body || strcmp(k->method, "PUT") == 0 || strcmp(k->method, "POST") == 0)
         l = slist_remove(l, "Expect", &failed);
-    if (c->access_key) {
+    if (k->creds) {
+        /* the set is this call's own reference: another thread may swap the
+         * Client's credentials meanwhile, never these */
+        const cred_set *cr = k->creds;
         memset(&ctx, 0, sizeof(ctx));
         ctx.md = c->st->sha256;
-        ctx.access_key = c->access_key;
-        ctx.secret_key = c->secret_key;
-        ctx.session_token = c->session_token;
+        ctx.access_key = cr->access_key;
+        ctx.secret_key = cr->secret_key;
+        ctx.session_token = cr->session_token;
         ctx.region = c->region;
         ctx.service = "s3";
-        ctx.cache = &c->key_cache;
+        ctx.cache = &k->creds->key_cache;
         ctx.cache_lock = &c->key_lock;
         sigv4_format_date(time(NULL), ctx.amz_date);
         h[nh++] = (sigv4_header){"host", 4, host.data, host.len};
         h[nh++] = (sigv4_header){"x-amz-date", 10, ctx.amz_date, SIGV4_DATE_LEN};
         h[nh++] = (sigv4_header){"x-amz-content-sha256", 20, payload_hash,
                                  strlen(payload_hash)};
-        if (c->session_token)
-            h[nh++] = (sigv4_header){"x-amz-security-token", 20, c->session_token,
-                                     strlen(c->session_token)};
+        if (cr->session_token)
+            h[nh++] = (sigv4_header){"x-amz-security-token", 20, cr->session_token,
+                                     strlen(cr->session_token)};
         if (sigv4_authorization(&ctx, k->method, &u, h, nh, payload_hash, &auth) < 0)
             goto fail;
         l = slist_add(l, "x-amz-date", ctx.amz_date, &failed);
         l = slist_add(l, "x-amz-content-sha256", payload_hash, &failed);
-        if (c->session_token)
-            l = slist_add(l, "x-amz-security-token", c->session_token, &failed);
+        if (cr->session_token)
+            l = slist_add(l, "x-amz-security-token", cr->session_token, &failed);
         l = slist_add(l, "Authorization", auth.data, &failed);
     }
     if (failed)
@@ -676,6 +704,18 @@ fail:
     buf_free(&host);
     buf_free(&auth);
     return NULL;
+}
+
+/* Whether the server refused temporary credentials that a renewal may replace. */
+static int
+creds_refused(const cred_set *cr, const char *code)
+{
+    if (cr == NULL || !cr->refreshable || code == NULL)
+        return 0;
+    return strcmp(code, "ExpiredToken") == 0 || strcmp(code, "InvalidToken") == 0 ||
+           strcmp(code, "TokenRefreshRequired") == 0 ||
+           strcmp(code, "ExpiredTokenException") == 0 ||
+           (cr->session_token && strcmp(code, "InvalidAccessKeyId") == 0);
 }
 
 /* Runs the call with retries. No GIL here: only C memory is touched. */
@@ -747,6 +787,10 @@ call_run(s3_call *k)
             const char *ignored;
             k->have_reply = xml_parse_reply(k->req.body_out.data, k->req.body_out.len,
                                             &k->reply, &ignored) == 0;
+        }
+        if (k->have_reply && !k->creds_retried && creds_refused(k->creds, k->reply.code)) {
+            k->creds_refused = 1;   /* call_perform renews them and runs the call again */
+            return;
         }
         if (attempt < c->max_attempts &&
             xfer_retryable(&k->req, 0, k->have_reply ? k->reply.code : NULL)) {
@@ -834,6 +878,7 @@ client_check_fork(Client *c)
     switch (xfer_pool_check_fork(&c->pool)) {
     case 1:
         pthread_mutex_init(&c->key_lock, NULL);
+        cred_after_fork(&c->cred);
         return 0;
     case -1:
         PyErr_SetString(PyExc_MemoryError, "cannot renew the connection pool after fork()");
@@ -843,14 +888,67 @@ client_check_fork(Client *c)
     }
 }
 
+/* With the GIL: the credentials to sign with, valid for `min_valid` more
+ * seconds when that can be had; *out stays NULL for an anonymous Client. A
+ * resolution or renewal runs without the GIL; the source is logged once. */
+static int
+client_creds(Client *c, long min_valid, cred_set **out)
+{
+    buf_t err = BUF_INIT;
+    const char *code = "CredentialsError";
+    char source[256];
+    cred_env env;
+    int rc;
+
+    *out = NULL;
+    if (c->cred.anonymous)
+        return 0;
+    rc = cred_get(&c->cred, min_valid, NULL, out, &code, &err);
+    if (rc == 1) {
+        cred_env_load(&env);
+        Py_BEGIN_ALLOW_THREADS
+        rc = cred_get(&c->cred, min_valid, &env, out, &code, &err);
+        Py_END_ALLOW_THREADS
+        cred_env_free(&env);
+    }
+    if (rc < 0)
+        s3_raise(c->st, 0, code, err.data ? err.data : "out of memory", NULL, c->bucket, NULL);
+    buf_free(&err);
+    if (rc == 0 && cred_take_log(&c->cred, source, sizeof(source))) {
+        PyObject *logging = PyImport_ImportModule("logging"), *logger = NULL, *r = NULL;
+        if (logging)
+            logger = PyObject_CallMethod(logging, "getLogger", "s", "django_s3_storage");
+        if (logger)
+            r = PyObject_CallMethod(logger, "info", "ss", "credentials from %s", source);
+        if (r == NULL)
+            PyErr_Clear();   /* a broken logging setup does not fail the request */
+        Py_XDECREF(r);
+        Py_XDECREF(logger);
+        Py_XDECREF(logging);
+    }
+    return rc < 0 ? -1 : 0;
+}
+
 static int
 call_perform(s3_call *k)
 {
     if (client_check_fork(k->client) < 0)
         return -1;
-    Py_BEGIN_ALLOW_THREADS
-    call_run(k);
-    Py_END_ALLOW_THREADS
+    for (;;) {
+        if (k->creds == NULL && client_creds(k->client, 0, &k->creds) < 0)
+            return -1;
+        Py_BEGIN_ALLOW_THREADS
+        call_run(k);
+        Py_END_ALLOW_THREADS
+        if (!k->creds_refused)
+            break;
+        /* ExpiredToken, InvalidToken: renewed credentials, and one more run */
+        k->creds_refused = 0;
+        k->creds_retried = 1;
+        cred_invalidate(&k->client->cred, k->creds);
+        cred_release(&k->client->cred, k->creds);
+        k->creds = NULL;
+    }
     if (!k->ok) {
         call_raise(k);
         return -1;
@@ -1517,6 +1615,7 @@ client_presign(PyObject *self_, PyObject *args, PyObject *kw)
     Py_ssize_t n;
     buf_t u = BUF_INIT, out = BUF_INIT;
     sigv4_ctx ctx;
+    cred_set *creds = NULL;
     int rc;
 
     if (check_ready(self) < 0 ||
@@ -1561,20 +1660,21 @@ client_presign(PyObject *self_, PyObject *args, PyObject *kw)
             goto done;
         }
     }
-    if (self->access_key == NULL) {
+    if (self->cred.anonymous) {
         res = PyUnicode_FromStringAndSize(u.data, (Py_ssize_t)u.len);
         goto done;
     }
-    if (client_check_fork(self) < 0)
+    /* credentials that outlive the URL, when fresher ones can be had */
+    if (client_check_fork(self) < 0 || client_creds(self, expires, &creds) < 0)
         goto done;
     memset(&ctx, 0, sizeof(ctx));
     ctx.md = self->st->sha256;
-    ctx.access_key = self->access_key;
-    ctx.secret_key = self->secret_key;
-    ctx.session_token = self->session_token;
+    ctx.access_key = creds->access_key;
+    ctx.secret_key = creds->secret_key;
+    ctx.session_token = creds->session_token;
     ctx.region = self->region;
     ctx.service = "s3";
-    ctx.cache = &self->key_cache;
+    ctx.cache = &creds->key_cache;
     ctx.cache_lock = &self->key_lock;
     if (ts) {
         if (sigv4_check_date(ts) < 0) {
@@ -1590,6 +1690,7 @@ client_presign(PyObject *self_, PyObject *args, PyObject *kw)
     else
         res = PyUnicode_FromStringAndSize(out.data, (Py_ssize_t)out.len);
 done:
+    cred_release(&self->cred, creds);
     buf_free(&u);
     buf_free(&out);
     return res;
@@ -1668,11 +1769,15 @@ static PyGetSetDef client_getset[] = {
 };
 
 static PyType_Slot client_slots[] = {
-    {Py_tp_doc, "Client(bucket, *, endpoint_url=None, region='us-east-1', access_key=None, "
+    {Py_tp_doc, "Client(bucket, *, endpoint_url=None, region=None, access_key=None, "
                 "secret_key=None, session_token=None, addressing_style='auto', "
                 "connect_timeout=60.0, read_timeout=60.0, max_connections=10, max_attempts=3, "
-                "verify=True, ca_bundle=None)\n\nAn S3 client for one bucket: thread-safe, "
-                "with a pool of keep-alive connections; every request releases the GIL."},
+                "verify=True, ca_bundle=None, profile=None, anonymous=False)\n\nAn S3 client "
+                "for one bucket: thread-safe, with a pool of keep-alive connections; every "
+                "request releases the GIL. Without access_key the credentials come from the "
+                "environment, the shared files, web identity, the container or the instance "
+                "metadata, on the first request; anonymous=True sends unsigned requests. "
+                "region=None: AWS_REGION, AWS_DEFAULT_REGION, the profile's, or us-east-1."},
     {Py_tp_new, client_new},
     {Py_tp_init, client_init},
     {Py_tp_dealloc, client_dealloc},

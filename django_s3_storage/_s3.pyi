@@ -26,7 +26,7 @@ class Client:
         bucket: str,
         *,
         endpoint_url: str | None = ...,
-        region: str = ...,
+        region: str | None = ...,
         access_key: str | None = ...,
         secret_key: str | None = ...,
         session_token: str | None = ...,
@@ -37,6 +37,8 @@ class Client:
         max_attempts: int = ...,
         verify: bool = ...,
         ca_bundle: str | None = ...,
+        profile: str | None = ...,
+        anonymous: bool = ...,
     ) -> None: ...
     def head_object(self, key: str) -> dict[str, Any]: ...
     def get_object(

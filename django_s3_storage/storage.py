@@ -84,7 +84,9 @@ class S3Storage(Storage):
     """Django's Storage API on an S3 bucket."""
 
     default_auth_settings: dict[str, Any] = {
-        "AWS_REGION": "us-east-1",
+        # None: the C Client resolves it (AWS_REGION, AWS_DEFAULT_REGION, the profile's
+        # region, us-east-1); "" lets the server's redirects tell
+        "AWS_REGION": None,
         "AWS_ACCESS_KEY_ID": "",
         "AWS_SECRET_ACCESS_KEY": "",
         "AWS_SESSION_TOKEN": "",
@@ -110,6 +112,10 @@ class S3Storage(Storage):
         "AWS_S3_MAX_POOL_CONNECTIONS": 10,
         "AWS_S3_CONNECT_TIMEOUT": 60,
         "AWS_S3_USE_THREADS": True,
+        # the shared-files profile credentials and region come from (None: AWS_PROFILE)
+        "AWS_S3_PROFILE": None,
+        # True: unsigned requests, and no credential lookup at all
+        "AWS_S3_ANONYMOUS": False,
     }
 
     s3_settings_suffix = ""
@@ -150,22 +156,29 @@ class S3Storage(Storage):
             raise ImproperlyConfigured(
                 f"AWS_S3_ADDRESSING_STYLE{suffix} must be 'auto', 'path' or 'virtual', "
                 f"not {s.AWS_S3_ADDRESSING_STYLE!r}.")
-        access = s.AWS_ACCESS_KEY_ID or os.environ.get("AWS_ACCESS_KEY_ID", "")
-        secret = s.AWS_SECRET_ACCESS_KEY or os.environ.get("AWS_SECRET_ACCESS_KEY", "")
-        token = s.AWS_SESSION_TOKEN or (
-            "" if s.AWS_ACCESS_KEY_ID else os.environ.get("AWS_SESSION_TOKEN", ""))
-        if bool(access) != bool(secret):
+        # Only the settings' own keys: the environment, the shared files and the
+        # roles are the C Client's to find, lazily, on the first request.
+        if bool(s.AWS_ACCESS_KEY_ID) != bool(s.AWS_SECRET_ACCESS_KEY):
             raise ImproperlyConfigured(
                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together: set both, or neither "
-                "for anonymous access.")
+                "to take credentials from the environment, ~/.aws or the instance's role.")
+        anonymous = bool(s.AWS_S3_ANONYMOUS)
+        signed = bool(s.AWS_ACCESS_KEY_ID) and not anonymous   # no secret in a local
+        profile = s.AWS_S3_PROFILE or None
+        if profile is not None and not isinstance(profile, str):
+            raise ImproperlyConfigured(
+                f"AWS_S3_PROFILE{suffix} must be the name of a profile in ~/.aws/config or "
+                "~/.aws/credentials, or None.")
         try:
             self._client = _s3.Client(
                 s.AWS_S3_BUCKET_NAME,
                 endpoint_url=s.AWS_S3_ENDPOINT_URL or None,
-                region=s.AWS_REGION or "us-east-1",
-                access_key=access or None,
-                secret_key=secret or None,
-                session_token=token or None,
+                region=s.AWS_REGION,
+                access_key=s.AWS_ACCESS_KEY_ID if signed else None,
+                secret_key=s.AWS_SECRET_ACCESS_KEY if signed else None,
+                session_token=(s.AWS_SESSION_TOKEN or None) if signed else None,
+                profile=profile,
+                anonymous=anonymous,
                 addressing_style=s.AWS_S3_ADDRESSING_STYLE,
                 connect_timeout=float(s.AWS_S3_CONNECT_TIMEOUT),
                 max_connections=int(s.AWS_S3_MAX_POOL_CONNECTIONS),

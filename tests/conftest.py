@@ -9,15 +9,39 @@ are expected to fail (strictly: if they pass, the mark is wrong).
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 import pytest
 
-from django_s3_storage import _s3
 
-from servers import MotoServer, start_auth_moto
+def _isolate_from_the_machine() -> None:
+    """No test may find the developer's or the runner's AWS credentials, nor reach
+    the instance metadata service, a container agent or a real STS endpoint: the
+    credential chain sees an empty machine unless a test sets a source itself."""
+    for name in list(os.environ):
+        if name.startswith("AWS_CONTAINER_") or name in (
+                "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN",
+                "AWS_ROLE_SESSION_NAME", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_REGION",
+                "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_STS_REGIONAL_ENDPOINTS"):
+            del os.environ[name]
+    empty = tempfile.mkdtemp(prefix="s3-tests-no-aws-")
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.path.join(empty, "no-credentials")
+    os.environ["AWS_CONFIG_FILE"] = os.path.join(empty, "no-config")
+    # belt and braces: should a test enable a role, STS and IMDS are a closed port
+    os.environ["AWS_ENDPOINT_URL_STS"] = "http://127.0.0.1:9"
+    os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = "http://127.0.0.1:9"
+
+
+_isolate_from_the_machine()
+
+from django_s3_storage import _s3  # noqa: E402
+
+from servers import MotoServer, start_auth_moto  # noqa: E402
 
 BACKEND = os.environ.get("S3_TEST_BACKEND", "moto")
 BUCKET = "test-bucket"

@@ -184,7 +184,7 @@ def test_storage_class_and_acl_reach_s3(client: _s3.Client, s3: S3Target, prefix
     client.put_object(prefix + "rr", b"x", storage_class="REDUCED_REDUNDANCY", acl="public-read")
     client.put_object(prefix + "private", b"y", acl="private")
     assert client.head_object(prefix + "rr")["StorageClass"] == "REDUCED_REDUNDANCY"
-    anonymous = _s3.Client("test-bucket", endpoint_url=s3.endpoint)
+    anonymous = _s3.Client("test-bucket", endpoint_url=s3.endpoint, anonymous=True)
     assert anonymous.get_object(prefix + "rr")[0] == b"x"
     grants = s3.boto().get_object_acl(Bucket="test-bucket", Key=prefix + "private")["Grants"]
     assert not any(g["Grantee"].get("URI", "").endswith("AllUsers") for g in grants)
@@ -335,7 +335,7 @@ def test_unsigned_request_is_refused_by_a_checking_server(
     _s3.Client(bucket, endpoint_url=endpoint, access_key=access, secret_key=secret
                ).put_object("private.txt", b"secret data")
     with pytest.raises(_s3.S3Error) as info:
-        _s3.Client(bucket, endpoint_url=endpoint).get_object("private.txt")
+        _s3.Client(bucket, endpoint_url=endpoint, anonymous=True).get_object("private.txt")
     assert info.value.status == 403
 
 

@@ -1,0 +1,800 @@
+"""The credential chain over real sockets on 127.0.0.1: moto's STS, and stand-ins
+for the instance metadata service, the container endpoint and STS that count
+their calls (tests/cred_servers.py). conftest.py keeps the machine's own AWS
+configuration out and points IMDS and STS at a closed local port by default."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from django_s3_storage import _s3
+
+from conftest import S3Target
+from cred_servers import (Answer, Blackhole, ContainerServer, CredServer, Creds, ImdsServer,
+                          Seen, StsServer, creds_json)
+from servers import MotoServer
+
+EXPIRED = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ExpiredToken</Code>'
+           b"<Message>The provided token has expired.</Message><RequestId>r</RequestId></Error>")
+ROLE = "arn:aws:iam::123456789012:role/storage-role"
+
+
+def key_id(seen: Seen) -> str:
+    m = re.search(r"Credential=([^/]+)/", seen.headers.get("Authorization", ""))
+    return m.group(1) if m else ""
+
+
+def key_ids(server: CredServer) -> list[str]:
+    with server.lock:
+        return [key_id(s) for s in server.seen]
+
+
+def make_client(endpoint: str, **kwargs: Any) -> _s3.Client:
+    kwargs.setdefault("connect_timeout", 5)
+    kwargs.setdefault("read_timeout", 10)
+    kwargs.setdefault("max_attempts", 1)
+    return _s3.Client("b", endpoint_url=endpoint, **kwargs)
+
+
+@pytest.fixture
+def fake_s3() -> Iterator[CredServer]:
+    """An S3 stand-in that answers 200 "ok" to everything and records the headers."""
+    with CredServer(lambda seen: Answer(200, b"ok")) as server:
+        yield server
+
+
+@pytest.fixture
+def aws_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Writes ~/.aws/credentials and ~/.aws/config stand-ins and points the env at them."""
+    def write(credentials: str = "", config: str = "") -> None:
+        (tmp_path / "credentials").write_text(credentials)
+        (tmp_path / "config").write_text(config)
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    return write
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint(s3: S3Target) -> Iterator[str]:
+    """moto's server, which answers STS as well as S3."""
+    if s3.backend == "moto":
+        yield s3.endpoint
+        return
+    server = MotoServer()
+    try:
+        yield server.endpoint
+    finally:
+        server.stop()
+
+
+def use_container(monkeypatch: pytest.MonkeyPatch, server: CredServer, path: str = "/creds"
+                  ) -> None:
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", server.endpoint + path)
+
+
+def use_imds(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "false")
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint)
+
+
+def error_texts(err: BaseException) -> str:
+    return " ".join([str(err), repr(err), str(err.args), str(getattr(err, "message", ""))])
+
+
+# ---- the order of the chain ------------------------------------------------------
+
+def test_each_source_shadows_the_ones_after_it(
+        fake_s3: CredServer, aws_files: Callable[..., None], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    token_file = tmp_path / "web-identity-token"
+    token_file.write_text("header.payload.signature")
+    with StsServer([Creds("ASIAWEBIDENTITY01", "web-secret", "web-token")]) as sts, \
+            ContainerServer([Creds("ASIACONTAINER0001", "ctr-secret", "ctr-token")]) as ctr, \
+            ImdsServer([Creds("ASIAIMDS000000001", "imds-secret", "imds-token")]) as imds:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDENVIRONMENT01")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
+        aws_files(credentials="[default]\naws_access_key_id = AKIDPROFILE000001\n"
+                              "aws_secret_access_key = profile-secret\n")
+        monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token_file))
+        monkeypatch.setenv("AWS_ROLE_ARN", ROLE)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.endpoint)
+        use_container(monkeypatch, ctr)
+        use_imds(monkeypatch, imds.endpoint)
+
+        def signer(**kwargs: Any) -> str:
+            make_client(fake_s3.endpoint, **kwargs).get_object("k")
+            return key_ids(fake_s3)[-1]
+
+        assert signer(access_key="AKIDEXPLICIT00001", secret_key="s") == "AKIDEXPLICIT00001"
+        assert signer() == "AKIDENVIRONMENT01"
+        monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+        monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+        assert signer() == "AKIDPROFILE000001"
+        assert (len(sts.seen), ctr.count(), imds.count()) == (0, 0, 0)
+        aws_files()   # empty files: no profile
+        assert signer() == "ASIAWEBIDENTITY01"
+        assert (len(sts.seen), ctr.count(), imds.count()) == (1, 0, 0)
+        monkeypatch.delenv("AWS_WEB_IDENTITY_TOKEN_FILE")
+        assert signer() == "ASIACONTAINER0001"
+        assert imds.count() == 0
+        monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        assert signer() == "ASIAIMDS000000001"
+        assert fake_s3.seen[-1].headers["x-amz-security-token"] == "imds-token"
+
+
+def test_resolution_waits_for_the_first_request(fake_s3: CredServer,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    with ContainerServer([Creds("ASIACONTAINER0001", "s", "t")]) as ctr:
+        use_container(monkeypatch, ctr)
+        client = make_client(fake_s3.endpoint)
+        assert ctr.count() == 0                        # not at construction
+        client.get_object("k")
+        client.get_object("k")
+        assert ctr.count() == 1                        # once, then cached
+        assert key_ids(fake_s3) == ["ASIACONTAINER0001"] * 2
+
+
+def test_no_credentials_is_a_clear_error_naming_every_source(fake_s3: CredServer) -> None:
+    client = make_client(fake_s3.endpoint)
+    with pytest.raises(_s3.S3Error) as info:
+        client.get_object("k")
+    err = info.value
+    assert isinstance(err, OSError) and err.code == "NoCredentials"
+    text = str(err)
+    for source in ("settings", "environment", "shared files", "profile 'default'",
+                   "web identity", "container", "instance metadata", "AWS_S3_ANONYMOUS"):
+        assert source in text, source
+    assert fake_s3.seen == []                          # nothing went out unsigned
+    with pytest.raises(_s3.S3Error, match="NoCredentials"):
+        client.presign("GET", "k")
+
+
+def test_anonymous_sends_no_authorization(fake_s3: CredServer,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDENVIRONMENT01")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
+    client = make_client(fake_s3.endpoint, anonymous=True)
+    assert client.get_object("k")[0] == b"ok"
+    assert "Authorization" not in fake_s3.seen[0].headers
+    assert client.presign("GET", "k") == fake_s3.endpoint + "/b/k"
+    assert "anonymous" in repr(client)
+    with pytest.raises(ValueError, match="anonymous"):
+        make_client(fake_s3.endpoint, anonymous=True, access_key="a", secret_key="b")
+
+
+def test_the_source_is_logged_once_without_keys(fake_s3: CredServer,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDENVIRONMENT01")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret-value")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "env-token-value")
+    caplog.set_level(logging.INFO, logger="django_s3_storage")
+    client = make_client(fake_s3.endpoint)
+    client.get_object("k")
+    client.get_object("k")
+    messages = [r.getMessage() for r in caplog.records if r.name == "django_s3_storage"]
+    assert messages == ["credentials from the environment"]
+    assert fake_s3.seen[0].headers["x-amz-security-token"] == "env-token-value"
+    assert "x-amz-security-token" in fake_s3.seen[0].headers["Authorization"]
+
+
+# ---- values are checked before they are used ------------------------------------
+
+@pytest.mark.parametrize("var,value,named", [
+    ("AWS_SESSION_TOKEN", "SECRET-TOKEN\r\nX-Injected: 1", "AWS_SESSION_TOKEN in the environment"),
+    ("AWS_ACCESS_KEY_ID", "AKID WITH SPACE", "AWS_ACCESS_KEY_ID in the environment"),
+    ("AWS_SECRET_ACCESS_KEY", "SECRET\x01VALUE", "AWS_SECRET_ACCESS_KEY in the environment"),
+])
+def test_bad_values_from_the_environment_are_refused_by_name(
+        fake_s3: CredServer, monkeypatch: pytest.MonkeyPatch, var: str, value: str,
+        named: str) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDENVIRONMENT01")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
+    monkeypatch.setenv(var, value)
+    with pytest.raises(_s3.S3Error) as info:
+        make_client(fake_s3.endpoint).get_object("k")
+    assert info.value.code == "CredentialsError" and named in str(info.value)
+    assert value not in error_texts(info.value) and value.split()[0] not in error_texts(info.value)
+    assert fake_s3.seen == []
+
+
+def test_error_texts_carry_no_control_characters(fake_s3: CredServer,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", "/nonexistent/x\nFORGED: line")
+    monkeypatch.setenv("AWS_ROLE_ARN", ROLE)
+    with pytest.raises(_s3.S3Error) as info:
+        make_client(fake_s3.endpoint).get_object("k")
+    assert "/nonexistent/x?FORGED: line does not exist" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_half_a_key_pair_in_the_environment_is_an_error(
+        fake_s3: CredServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDENVIRONMENT01")
+    with pytest.raises(_s3.S3Error, match="AWS_SECRET_ACCESS_KEY is not"):
+        make_client(fake_s3.endpoint).get_object("k")
+
+
+def test_bad_explicit_keys_are_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match=r"access_key \(AWS_ACCESS_KEY_ID\)") as info:
+        _s3.Client("b", access_key="AKID\nINJECT", secret_key="s")
+    assert "INJECT" not in str(info.value)
+    with pytest.raises(ValueError, match="session_token") as info:
+        _s3.Client("b", access_key="a", secret_key="s", session_token="QZXQ\x01QZXQ")
+    assert "QZXQ" not in str(info.value)
+
+
+# ---- shared files ------------------------------------------------------------------
+
+def test_profile_from_the_client_then_aws_profile_then_default(
+        fake_s3: CredServer, aws_files: Callable[..., None],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    aws_files(credentials="# the developer's keys\n"
+                          "[default]\naws_access_key_id=AKIDDEFAULT000001\n"
+                          "aws_secret_access_key=d\n"
+                          "[ci]\naws_access_key_id = AKIDCIPROFILE0001\n"
+                          "aws_secret_access_key = c\naws_session_token = ci-token\n",
+              config="[profile cfgonly]\naws_access_key_id = AKIDCONFIGFILE001\n"
+                     "aws_secret_access_key = x\ns3 =\n  addressing_style = path\n")
+
+    def signer(**kwargs: Any) -> str:
+        make_client(fake_s3.endpoint, **kwargs).get_object("k")
+        return key_ids(fake_s3)[-1]
+
+    assert signer() == "AKIDDEFAULT000001"
+    monkeypatch.setenv("AWS_PROFILE", "ci")
+    assert signer() == "AKIDCIPROFILE0001"
+    assert fake_s3.seen[-1].headers["x-amz-security-token"] == "ci-token"
+    assert signer(profile="cfgonly") == "AKIDCONFIGFILE001"     # the setting beats AWS_PROFILE
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDENVIRONMENT01")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
+    assert signer() == "AKIDENVIRONMENT01"                    # the environment beats AWS_PROFILE
+    assert signer(profile="cfgonly") == "AKIDCONFIGFILE001"   # a named profile beats both
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(_s3.S3Error, match="profile 'missing' is in neither") as info:
+        signer(profile="missing")
+    assert info.value.code == "CredentialsError"
+
+
+def test_region_comes_from_the_environment_then_the_profile(
+        aws_files: Callable[..., None], monkeypatch: pytest.MonkeyPatch) -> None:
+    aws_files(config="[default]\nregion = ap-south-1\n[profile eu]\nregion = eu-central-1\n")
+    assert _s3.Client("b").region == "ap-south-1"
+    assert _s3.Client("b", profile="eu").region == "eu-central-1"
+    assert _s3.Client("media-bucket", profile="eu").url("k") == \
+        "https://media-bucket.s3.eu-central-1.amazonaws.com/k"
+    monkeypatch.setenv("AWS_PROFILE", "eu")
+    assert _s3.Client("b").region == "eu-central-1"
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "sa-east-1")
+    assert _s3.Client("b", profile="eu").region == "sa-east-1"
+    monkeypatch.setenv("AWS_REGION", "ca-central-1")
+    assert _s3.Client("b").region == "ca-central-1"
+    assert _s3.Client("b", region="us-west-2").region == "us-west-2"
+    monkeypatch.setenv("AWS_REGION", "eu-west-1\r\nX-Injected: 1")
+    with pytest.raises(ValueError, match="AWS_REGION in the environment"):
+        _s3.Client("b")
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    aws_files()
+    assert _s3.Client("b").region == "us-east-1"
+
+
+def test_credential_process(fake_s3: CredServer, aws_files: Callable[..., None], tmp_path: Path,
+                            caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "process-output.json"
+    out.write_text(json.dumps({"Version": 1, "AccessKeyId": "ASIAPROCESS000001",
+                               "SecretAccessKey": "process-secret",
+                               "SessionToken": "process-token",
+                               "Expiration": "2099-01-01T00:00:00Z"}))
+    aws_files(config=f"[profile tool]\ncredential_process = cat '{out}'\n"
+                     "[profile failing]\ncredential_process = sh -c 'exit 3'\n"
+                     "[profile chatty]\ncredential_process = yes process-secret\n"
+                     f"[profile v2]\ncredential_process = printf "
+                     "'{\"Version\": 2, \"AccessKeyId\": \"A\", \"SecretAccessKey\": \"B\"}'\n")
+    caplog.set_level(logging.INFO, logger="django_s3_storage")
+    make_client(fake_s3.endpoint, profile="tool").get_object("k")
+    assert key_ids(fake_s3) == ["ASIAPROCESS000001"]
+    assert fake_s3.seen[0].headers["x-amz-security-token"] == "process-token"
+    assert "credentials from profile 'tool' (credential_process)" in caplog.text
+    for profile, message in [("failing", "exited with status 3"),
+                             ("chatty", "wrote more than"),
+                             ("v2", "Version 2, not 1")]:
+        t0 = time.monotonic()
+        with pytest.raises(_s3.S3Error, match=message) as info:
+            make_client(fake_s3.endpoint, profile=profile).get_object("k")
+        assert time.monotonic() - t0 < 5
+        assert "process-secret" not in error_texts(info.value)
+    assert len(fake_s3.seen) == 1
+
+
+def test_a_credential_process_that_hangs_is_killed_at_the_read_timeout(
+        fake_s3: CredServer, aws_files: Callable[..., None], tmp_path: Path) -> None:
+    marker = tmp_path / "still-running"
+    aws_files(config=f"[profile slow]\ncredential_process = sleep 2; touch '{marker}'\n")
+    t0 = time.monotonic()
+    with pytest.raises(_s3.S3Error, match="did not finish within 1 s"):
+        make_client(fake_s3.endpoint, profile="slow", read_timeout=1).get_object("k")
+    assert time.monotonic() - t0 < 1.8
+    time.sleep(1.5)
+    assert not marker.exists()          # the shell was killed, not left to finish
+
+
+def test_role_arn_with_source_profile_signs_assume_role_with_the_source_keys(
+        fake_s3: CredServer, aws_files: Callable[..., None],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    aws_files(credentials="[base]\naws_access_key_id = AKIDBASEPROFILE01\n"
+                          "aws_secret_access_key = base-secret\n",
+              config=f"[profile app]\nrole_arn = {ROLE}\nsource_profile = base\n"
+                     "role_session_name = web-1\nregion = eu-west-1\n")
+    with StsServer([Creds("ASIAASSUMEDROLE01", "role-secret", "role-token")]) as sts:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.endpoint)
+        make_client(fake_s3.endpoint, profile="app").get_object("k")
+        form = sts.forms[0]
+        assert form["Action"] == "AssumeRole" and form["RoleArn"] == ROLE
+        assert form["RoleSessionName"] == "web-1"
+        seen = sts.seen[0]
+        assert re.search(r"Credential=AKIDBASEPROFILE01/\d{8}/eu-west-1/sts/aws4_request",
+                         seen.headers["Authorization"])
+        # the signature is the one the source profile's secret makes
+        expected = _s3.sign_v4(
+            "POST", sts.endpoint + "/", {"Content-Type": seen.headers["Content-Type"]},
+            hashlib.sha256(seen.body).hexdigest(), region="eu-west-1",
+            access_key="AKIDBASEPROFILE01", secret_key="base-secret",
+            timestamp=seen.headers["X-Amz-Date"], service="sts")
+        assert seen.headers["Authorization"] == expected["Authorization"]
+    assert key_ids(fake_s3) == ["ASIAASSUMEDROLE01"]
+    assert fake_s3.seen[0].headers["x-amz-security-token"] == "role-token"
+
+
+def test_role_arn_with_credential_source_and_the_profiles_that_cannot_work(
+        fake_s3: CredServer, aws_files: Callable[..., None],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    aws_files(config=f"[profile ecs]\nrole_arn = {ROLE}\ncredential_source = EcsContainer\n"
+                     f"[profile mfa]\nrole_arn = {ROLE}\nsource_profile = mfa\n"
+                     "mfa_serial = arn:aws:iam::123456789012:mfa/me\n"
+                     f"[profile nosource]\nrole_arn = {ROLE}\n"
+                     f"[profile odd]\nrole_arn = {ROLE}\ncredential_source = Floppy\n"
+                     "[profile half]\naws_access_key_id = AKIDHALF000000001\n"
+                     f"[profile loop]\nrole_arn = {ROLE}\nsource_profile = loop2\n"
+                     f"[profile loop2]\nrole_arn = {ROLE}\nsource_profile = loop\n")
+    with StsServer([Creds("ASIAECSROLE000001", "s", "t")]) as sts, \
+            ContainerServer([Creds("ASIACONTAINER0001", "s", "ctr-token")]) as ctr:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.endpoint)
+        use_container(monkeypatch, ctr)
+        make_client(fake_s3.endpoint, profile="ecs").get_object("k")
+        assert "Credential=ASIACONTAINER0001/" in sts.seen[0].headers["Authorization"]
+        assert sts.seen[0].headers["X-Amz-Security-Token"] == "ctr-token"
+        for profile, message in [("mfa", "MFA"), ("nosource", "no source_profile"),
+                                 ("odd", "credential_source must be"),
+                                 ("half", "only one of aws_access_key_id"),
+                                 ("loop", "deeper than")]:
+            with pytest.raises(_s3.S3Error, match=message):
+                make_client(fake_s3.endpoint, profile=profile).get_object("k")
+        assert len(sts.seen) == 1
+    assert key_ids(fake_s3) == ["ASIAECSROLE000001"]
+
+
+def test_role_arn_and_web_identity_against_moto_sts(
+        fake_s3: CredServer, aws_files: Callable[..., None], moto_endpoint: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_endpoint)
+    token_file = tmp_path / "token"
+    token_file.write_text("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln\n")
+    aws_files(credentials="[base]\naws_access_key_id = AKIDBASEPROFILE01\n"
+                          "aws_secret_access_key = base-secret\n",
+              config=f"[profile app]\nrole_arn = {ROLE}\nsource_profile = base\n"
+                     f"[profile oidc]\nrole_arn = {ROLE}\n"
+                     f"web_identity_token_file = {token_file}\n")
+    make_client(fake_s3.endpoint, profile="app").get_object("k")
+    make_client(fake_s3.endpoint, profile="oidc").get_object("k")
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token_file))
+    monkeypatch.setenv("AWS_ROLE_ARN", ROLE)
+    monkeypatch.setenv("AWS_ROLE_SESSION_NAME", "github-actions")
+    make_client(fake_s3.endpoint).get_object("k")
+    ids = key_ids(fake_s3)
+    assert len(ids) == 3 and all(i.startswith("ASIA") for i in ids) and len(set(ids)) == 3
+    assert all(len(s.headers["x-amz-security-token"]) > 100 for s in fake_s3.seen)
+
+
+def test_sts_endpoint_overrides(fake_s3: CredServer, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("tok")
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token_file))
+    monkeypatch.setenv("AWS_ROLE_ARN", ROLE)
+    with StsServer([Creds("ASIASTSSPECIFIC01", "s", "t")]) as specific, \
+            StsServer([Creds("ASIASTSGENERAL001", "s", "t")]) as general:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", specific.endpoint)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", general.endpoint)
+        make_client(fake_s3.endpoint).get_object("k")
+        monkeypatch.delenv("AWS_ENDPOINT_URL_STS")
+        make_client(fake_s3.endpoint).get_object("k")
+    assert key_ids(fake_s3) == ["ASIASTSSPECIFIC01", "ASIASTSGENERAL001"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", "http://user:pw@127.0.0.1:9")
+    with pytest.raises(_s3.S3Error, match="AWS_ENDPOINT_URL_STS in the environment"):
+        make_client(fake_s3.endpoint).get_object("k")
+    monkeypatch.delenv("AWS_ENDPOINT_URL_STS")
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.setenv("AWS_STS_REGIONAL_ENDPOINTS", "sideways")
+    with pytest.raises(_s3.S3Error, match="AWS_STS_REGIONAL_ENDPOINTS"):
+        make_client(fake_s3.endpoint).get_object("k")
+
+
+def test_sts_regional_and_legacy_endpoints(fake_s3: CredServer, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Which STS host is asked, seen by a local proxy that refuses every tunnel: nothing
+    leaves 127.0.0.1. A probe to an .invalid host shows the proxy is used at all
+    before any amazonaws.com name is tried."""
+    token_file = tmp_path / "token"
+    token_file.write_text("tok")
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token_file))
+    monkeypatch.setenv("AWS_ROLE_ARN", ROLE)
+    for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with CredServer(lambda seen: Answer(403)) as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.endpoint)
+        monkeypatch.setenv("https_proxy", proxy.endpoint)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", "https://sts-probe.invalid")
+        with pytest.raises(_s3.S3Error):
+            make_client(fake_s3.endpoint).get_object("k")
+        assert [(s.method, s.path) for s in proxy.seen] == [("CONNECT", "sts-probe.invalid:443")]
+        monkeypatch.delenv("AWS_ENDPOINT_URL_STS")
+        for mode, region, host in [(None, "eu-west-3", "sts.eu-west-3.amazonaws.com:443"),
+                                   ("regional", "ap-east-1", "sts.ap-east-1.amazonaws.com:443"),
+                                   ("legacy", "eu-west-3", "sts.amazonaws.com:443")]:
+            if mode:
+                monkeypatch.setenv("AWS_STS_REGIONAL_ENDPOINTS", mode)
+            with pytest.raises(_s3.S3Error, match="STS at https://sts"):
+                make_client(fake_s3.endpoint, region=region).get_object("k")
+            assert proxy.seen[-1].method == "CONNECT" and proxy.seen[-1].path == host
+    assert fake_s3.seen == []
+
+
+# ---- web identity ------------------------------------------------------------------
+
+def test_a_rotated_web_identity_token_file_is_read_again(
+        fake_s3: CredServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("token-one")
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token_file))
+    monkeypatch.setenv("AWS_ROLE_ARN", ROLE)
+    monkeypatch.setenv("AWS_ROLE_SESSION_NAME", "pod-7")
+    with StsServer([Creds("ASIAFIRST0000001", "s1", "t1", lifetime=900),
+                    Creds("ASIASECOND000001", "s2", "t2", lifetime=7200)]) as sts:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.endpoint)
+        client = make_client(fake_s3.endpoint)
+        client.get_object("k")
+        token_file.write_text("token-two\n")          # the kubelet rotates it
+        # a URL that must outlive the first credentials makes the client renew them
+        url = client.presign("GET", "k", expires=3600)
+        assert [f["WebIdentityToken"] for f in sts.forms] == ["token-one", "token-two"]
+        assert all(f["Action"] == "AssumeRoleWithWebIdentity" and f["RoleArn"] == ROLE and
+                   f["RoleSessionName"] == "pod-7" for f in sts.forms)
+        assert all("Authorization" not in s.headers for s in sts.seen)   # unsigned
+    assert "X-Amz-Credential=ASIASECOND000001%2F" in url
+
+
+def test_sts_errors_never_echo_the_token(fake_s3: CredServer, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("very-secret-oidc-token")
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token_file))
+    monkeypatch.setenv("AWS_ROLE_ARN", ROLE)
+
+    def refuse(form: dict[str, str]) -> Answer:
+        return Answer(400, ("<ErrorResponse><Error><Code>InvalidIdentityToken</Code><Message>"
+                            f"bad token {form['WebIdentityToken']}</Message></Error>"
+                            "</ErrorResponse>").encode())
+
+    with StsServer([], answer=refuse) as sts:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.endpoint)
+        with pytest.raises(_s3.S3Error) as info:
+            make_client(fake_s3.endpoint).get_object("k")
+    assert "InvalidIdentityToken" in str(info.value) and "HTTP 400" in str(info.value)
+    assert "very-secret-oidc-token" not in error_texts(info.value)
+    dtd = (b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x "y">]><AssumeRoleWithWebIdentity'
+           b'Response><Credentials><AccessKeyId>&x;</AccessKeyId></Credentials>'
+           b'</AssumeRoleWithWebIdentityResponse>')
+    with StsServer([], answer=lambda form: Answer(200, dtd)) as sts:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.endpoint)
+        with pytest.raises(_s3.S3Error, match="without Credentials: XML with a DTD is refused"):
+            make_client(fake_s3.endpoint).get_object("k")
+
+
+# ---- container and instance metadata ----------------------------------------------
+
+def test_container_endpoint_with_an_authorization_token(
+        fake_s3: CredServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with ContainerServer([Creds("ASIACONTAINER0001", "s", "t")], auth="pod-identity-token") as c:
+        use_container(monkeypatch, c, "/v1/credentials")
+        monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "pod-identity-token")
+        make_client(fake_s3.endpoint).get_object("k")
+        token_file = tmp_path / "eks-pod-identity-token"
+        token_file.write_text("pod-identity-token\n")
+        monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "wrong-token")
+        monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", str(token_file))
+        make_client(fake_s3.endpoint).get_object("k")          # the file wins
+        monkeypatch.delenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+        with pytest.raises(_s3.S3Error, match="answered HTTP 401") as info:
+            make_client(fake_s3.endpoint).get_object("k")
+        assert "wrong-token" not in error_texts(info.value)
+        assert [s.path for s in c.seen] == ["/v1/credentials"] * 3
+    assert key_ids(fake_s3) == ["ASIACONTAINER0001"] * 2
+    monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "tok\r\nX-Injected: 1")
+    with pytest.raises(_s3.S3Error, match="AWS_CONTAINER_AUTHORIZATION_TOKEN"):
+        make_client(fake_s3.endpoint).get_object("k")
+    # plain http only to a loopback or container agent address; checked before any request
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://example.invalid/creds")
+    with pytest.raises(_s3.S3Error, match="AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        make_client(fake_s3.endpoint).get_object("k")
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "no-leading-slash")
+    with pytest.raises(_s3.S3Error, match="AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
+        make_client(fake_s3.endpoint).get_object("k")
+
+
+@pytest.mark.parametrize("body", [
+    b"not json", b'{"AccessKeyId": {"nested": 1}}', b'{"AccessKeyId": "A"', b"[]",
+    b'{"AccessKeyId": "A", "SecretAccessKey": "B", "Expiration": "tomorrow"}',
+    b'{"AccessKeyId": "A\\u0000B", "SecretAccessKey": "B"}',
+    b'{"AccessKeyId": "A", "SecretAccessKey": "B"} trailing',
+])
+def test_hostile_container_replies_are_errors(fake_s3: CredServer,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              body: bytes) -> None:
+    with ContainerServer([Creds("A", "B", "C")], body=lambda c: body) as c:
+        use_container(monkeypatch, c)
+        with pytest.raises(_s3.S3Error) as info:
+            make_client(fake_s3.endpoint).get_object("k")
+    assert info.value.code == "CredentialsError" and "container endpoint" in str(info.value)
+    assert fake_s3.seen == []
+
+
+def test_a_huge_container_reply_is_cut_off(fake_s3: CredServer,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    huge = b'{"AccessKeyId": "' + b"A" * (1 << 20) + b'"}'
+    with ContainerServer([Creds("A", "B", "C")], body=lambda c: huge) as c:
+        use_container(monkeypatch, c)
+        with pytest.raises(_s3.S3Error, match="longer than"):
+            make_client(fake_s3.endpoint).get_object("k")
+
+
+def test_imds_v2_with_a_session_token(fake_s3: CredServer,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    with ImdsServer([Creds("ASIAIMDS000000001", "s", "imds-token")]) as imds:
+        use_imds(monkeypatch, imds.endpoint + "/")
+        make_client(fake_s3.endpoint).get_object("k")
+        assert [(s.method, s.path) for s in imds.seen] == [
+            ("PUT", "/latest/api/token"),
+            ("GET", "/latest/meta-data/iam/security-credentials/"),
+            ("GET", "/latest/meta-data/iam/security-credentials/web-role")]
+        assert imds.seen[0].headers["X-aws-ec2-metadata-token-ttl-seconds"] == "21600"
+    assert key_ids(fake_s3) == ["ASIAIMDS000000001"]
+
+
+def test_imds_v1_only_service(fake_s3: CredServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    with ImdsServer([Creds("ASIAIMDSV10000001", "s", "t")], v1_only=True) as imds:
+        use_imds(monkeypatch, imds.endpoint)
+        make_client(fake_s3.endpoint).get_object("k")
+        assert all("X-aws-ec2-metadata-token" not in s.headers for s in imds.seen[1:])
+    assert key_ids(fake_s3) == ["ASIAIMDSV10000001"]
+
+
+def test_imds_disabled_is_never_asked(fake_s3: CredServer,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    with ImdsServer([Creds("ASIAIMDS000000001", "s", "t")]) as imds:
+        use_imds(monkeypatch, imds.endpoint)
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "TRUE")
+        with pytest.raises(_s3.S3Error, match="disabled by AWS_EC2_METADATA_DISABLED"):
+            make_client(fake_s3.endpoint).get_object("k")
+        assert imds.seen == []
+
+
+def test_imds_that_never_answers_costs_one_attempt_of_one_second(
+        fake_s3: CredServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    with Blackhole() as hole:
+        use_imds(monkeypatch, hole.endpoint)
+        t0 = time.monotonic()
+        with pytest.raises(_s3.S3Error) as info:
+            make_client(fake_s3.endpoint).get_object("k")
+        elapsed = time.monotonic() - t0
+        time.sleep(0.3)   # let the accept loop see every connection
+        assert len(hole.accepted) == 1
+    assert info.value.code == "NoCredentials" and "instance metadata" in str(info.value)
+    assert 0.9 < elapsed < 2.0
+
+
+# ---- renewal ------------------------------------------------------------------------
+
+def test_eight_threads_crossing_an_expiry_cause_exactly_one_renewal(
+        fake_s3: CredServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    with ContainerServer([Creds("ASIAOLD000000001", "s", "t", lifetime=2),
+                          Creds("ASIANEW000000001", "s", "t", lifetime=3600)],
+                         delay=[0.0, 0.5]) as ctr:
+        use_container(monkeypatch, ctr)
+        client = make_client(fake_s3.endpoint, max_connections=8)
+        client.get_object("k")
+        assert ctr.issued == 1
+        time.sleep(2.1)                                # the credentials have expired now
+        barrier = threading.Barrier(8)
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                barrier.wait()
+                client.get_object("k")
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert errors == []
+        assert ctr.issued == 2
+    assert key_ids(fake_s3) == ["ASIAOLD000000001"] + ["ASIANEW000000001"] * 8
+
+
+def test_early_renewal_is_done_by_one_thread_while_the_others_keep_signing(
+        fake_s3: CredServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    with ContainerServer([Creds("ASIAOLD000000001", "s", "t", lifetime=302.5),
+                          Creds("ASIANEW000000001", "s", "t", lifetime=3600)],
+                         delay=[0.0, 1.0]) as ctr:
+        use_container(monkeypatch, ctr)
+        client = make_client(fake_s3.endpoint, max_connections=8)
+        client.get_object("k")
+        time.sleep(2.7)                                # inside the 5-minute advisory window
+        barrier = threading.Barrier(8)
+        threads = [threading.Thread(target=lambda: (barrier.wait(), client.get_object("k")))
+                   for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        client.get_object("k")
+        assert ctr.issued == 2
+    ids = key_ids(fake_s3)
+    assert ids[0] == "ASIAOLD000000001" and ids[-1] == "ASIANEW000000001"
+    assert sorted(ids[1:9]) == ["ASIANEW000000001"] + ["ASIAOLD000000001"] * 7
+
+
+@pytest.mark.parametrize("code", ["ExpiredToken", "InvalidToken", "InvalidAccessKeyId"])
+def test_refused_temporary_credentials_are_renewed_and_the_request_sent_again(
+        monkeypatch: pytest.MonkeyPatch, code: str) -> None:
+    refused = EXPIRED.replace(b"ExpiredToken", code.encode())
+
+    def s3(seen: Seen) -> Answer:
+        return Answer(403, refused) if key_id(seen) != "ASIAFRESH00000001" else Answer(200, b"ok")
+
+    with CredServer(s3) as server, ContainerServer(
+            [Creds("ASIASTALE00000001", "s", "t"), Creds("ASIAFRESH00000001", "s", "t2")]) as c:
+        use_container(monkeypatch, c)
+        assert make_client(server.endpoint).get_object("k")[0] == b"ok"
+        assert key_ids(server) == ["ASIASTALE00000001", "ASIAFRESH00000001"]
+        assert server.seen[1].headers["x-amz-security-token"] == "t2"
+
+
+def test_expired_token_renews_and_retries_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    def s3(seen: Seen) -> Answer:
+        return Answer(400, EXPIRED) if key_id(seen) != "ASIAFRESH00000001" else Answer(200, b"ok")
+
+    with CredServer(s3) as server, ContainerServer(
+            [Creds("ASIASTALE00000001", "s", "t"), Creds("ASIAFRESH00000001", "s", "t2")]) as c:
+        use_container(monkeypatch, c)
+        assert make_client(server.endpoint).get_object("k")[0] == b"ok"
+        assert key_ids(server) == ["ASIASTALE00000001", "ASIAFRESH00000001"]
+        assert c.issued == 2
+    with CredServer(lambda seen: Answer(400, EXPIRED)) as server, ContainerServer(
+            [Creds("ASIASTALE00000001", "s", "t")]) as c:
+        use_container(monkeypatch, c)
+        with pytest.raises(_s3.S3Error) as info:
+            make_client(server.endpoint, max_attempts=3).get_object("k")
+        assert info.value.code == "ExpiredToken"
+        assert len(server.seen) == 2                   # one retry, not a loop
+    with CredServer(lambda seen: Answer(400, EXPIRED)) as server:
+        with pytest.raises(_s3.S3Error, match="ExpiredToken"):
+            make_client(server.endpoint, access_key="a", secret_key="b").get_object("k")
+        assert len(server.seen) == 1                   # keys that cannot be renewed
+
+
+def test_presign_renews_credentials_that_would_expire_before_the_url(
+        fake_s3: CredServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    with ContainerServer([Creds("ASIASHORT0000001", "s", "t", lifetime=900),
+                          Creds("ASIALONG00000001", "s", "t", lifetime=7200)]) as ctr:
+        use_container(monkeypatch, ctr)
+        client = make_client(fake_s3.endpoint)
+        client.get_object("k")
+        assert "ASIASHORT0000001" in client.presign("GET", "k", expires=600)
+        assert ctr.issued == 1                         # they outlive a 10-minute URL
+        assert "ASIALONG00000001" in client.presign("GET", "k", expires=3600)
+        assert "ASIALONG00000001" in client.presign("GET", "k", expires=3600)
+        assert ctr.issued == 2
+    # a source that cannot do better is not asked on every url()
+    with ContainerServer([Creds("ASIASHORT0000001", "s", "t", lifetime=900)]) as ctr:
+        use_container(monkeypatch, ctr)
+        client = make_client(fake_s3.endpoint)
+        client.get_object("k")
+        for _ in range(5):
+            assert "ASIASHORT0000001" in client.presign("GET", "k", expires=3600)
+        assert ctr.issued == 2
+
+
+# ---- the storage ------------------------------------------------------------------------
+
+def test_storage_settings_profile_and_anonymous(
+        fake_s3: CredServer, aws_files: Callable[..., None]) -> None:
+    from django_s3_storage.storage import S3Storage
+
+    aws_files(credentials="[site]\naws_access_key_id = AKIDSITEPROFILE01\n"
+                          "aws_secret_access_key = site-secret\n",
+              config="[profile site]\nregion = eu-north-1\n")
+    storage = S3Storage(aws_s3_endpoint_url=fake_s3.endpoint, aws_access_key_id="",
+                        aws_secret_access_key="", aws_s3_profile="site", aws_region=None)
+    assert "X-Amz-Credential=AKIDSITEPROFILE01%2F" in storage.url("a.txt")
+    assert "%2Feu-north-1%2Fs3%2F" in storage.url("a.txt")
+    assert storage.open("a.txt").read() == b"ok"
+    assert key_ids(fake_s3) == ["AKIDSITEPROFILE01"]
+    anonymous = S3Storage(aws_s3_endpoint_url=fake_s3.endpoint, aws_s3_anonymous=True)
+    assert "X-Amz" not in anonymous.url("a.txt")
+    assert anonymous.open("a.txt").read() == b"ok"
+    assert "Authorization" not in fake_s3.seen[-1].headers
+    assert "site-secret" not in repr(storage._client) + repr(vars(storage.settings))
+
+
+def test_static_storage_reads_its_own_anonymous_and_profile_settings(
+        aws_files: Callable[..., None]) -> None:
+    from django.test import override_settings
+
+    from django_s3_storage.storage import StaticS3Storage
+
+    aws_files(config="[profile assets]\nregion = eu-south-1\n")
+    with override_settings(AWS_S3_ANONYMOUS_STATIC=True, AWS_S3_PROFILE_STATIC="assets",
+                           AWS_REGION=None):
+        storage = StaticS3Storage()
+        assert "anonymous" in repr(storage._client)
+        assert storage._client.region == "eu-south-1"
+
+
+def test_the_gil_is_released_while_credentials_are_fetched(
+        fake_s3: CredServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    with ContainerServer([Creds("ASIACONTAINER0001", "s", "t")], delay=1.0) as ctr:
+        use_container(monkeypatch, ctr)
+        client = make_client(fake_s3.endpoint)
+        worker = threading.Thread(target=client.get_object, args=("k",))
+        ticks = 0
+        worker.start()
+        t0 = time.monotonic()
+        while worker.is_alive() and time.monotonic() - t0 < 5:
+            ticks += 1
+            time.sleep(0.01)
+        worker.join()
+    assert ticks > 50          # this thread ran all along the one-second fetch
+    assert key_ids(fake_s3) == ["ASIACONTAINER0001"]
+
+
+def test_no_secret_in_the_client_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    c = _s3.Client("b", access_key="AKIDEXPLICIT00001", secret_key="the-secret-key",
+                   session_token="the-session-token")
+    assert "the-secret-key" not in repr(c) and "the-session-token" not in repr(c)
+    assert "AKIDEXPLICIT00001" not in repr(c)
+
+
+def test_the_test_run_is_isolated_from_the_machine() -> None:
+    # conftest.py: no inherited keys, no real ~/.aws, IMDS off, STS on a closed port
+    assert os.environ["AWS_EC2_METADATA_DISABLED"] == "true"
+    assert not os.path.exists(os.environ["AWS_SHARED_CREDENTIALS_FILE"])
+    assert not os.path.exists(os.environ["AWS_CONFIG_FILE"])
+    assert "AWS_ACCESS_KEY_ID" not in os.environ and "AWS_PROFILE" not in os.environ
+    assert os.environ["AWS_ENDPOINT_URL_STS"].startswith("http://127.0.0.1:")
+    assert sys.modules["conftest"] is not None
