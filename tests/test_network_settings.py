@@ -182,9 +182,11 @@ def test_user_agent_names_the_package_and_its_version() -> None:
         assert ua == f"django-s3-storage/{django_s3_storage.__version__} {libcurl}"
         assert libcurl.startswith("libcurl/")
         # the Client alone, and a caller's own
-        _s3.Client("b", endpoint_url=fake.endpoint).get_object("k")
+        _s3.Client("b", endpoint_url=fake.endpoint, access_key="a",
+                   secret_key="b").get_object("k")
         assert fake.requests[-1][2]["User-Agent"] == f"django-s3-storage {libcurl}"
-        _s3.Client("b", endpoint_url=fake.endpoint, user_agent="mine/1.0").get_object("k")
+        _s3.Client("b", endpoint_url=fake.endpoint, access_key="a", secret_key="b",
+                   user_agent="mine/1.0").get_object("k")
         assert fake.requests[-1][2]["User-Agent"] == "mine/1.0"
 
 
@@ -417,7 +419,8 @@ def test_environment_https_proxy_tunnels_tls(
         tls_ca: dict[str, str], tls_fake: FakeS3, proxy: ForwardProxy,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", proxy.url)
-    c = _s3.Client("b", endpoint_url=tls_fake.endpoint, ca_bundle=tls_ca["ca"])
+    c = _s3.Client("b", endpoint_url=tls_fake.endpoint, ca_bundle=tls_ca["ca"], access_key="a",
+                   secret_key="b")
     assert c.get_object("k")[0] == b"over tls"
     assert proxy.requests == [("CONNECT", f"127.0.0.1:{tls_fake.port}")]
 

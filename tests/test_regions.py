@@ -26,6 +26,8 @@ from conftest import S3Target
 from servers import FakeS3, Reply
 
 SECRET = "region-test-secret"
+# every Client here has keys: none looks for credentials elsewhere
+KEYS = {"access_key": "AKIDEXAMPLE", "secret_key": SECRET}
 
 
 def error_xml(code: str, **fields: str) -> bytes:
@@ -286,8 +288,8 @@ def test_concurrent_calls_while_the_region_changes() -> None:
 def test_region_on_aws_moves_the_host_too() -> None:
     # no request is made: _follow_region() is what a redirect does, without one
     virtual = _s3.Client("my-bucket", access_key="AKIDEXAMPLE", secret_key=SECRET)
-    path = _s3.Client("my.dotted.bucket")
-    custom = _s3.Client("bkt", endpoint_url="http://127.0.0.1:9")
+    path = _s3.Client("my.dotted.bucket", **KEYS)
+    custom = _s3.Client("bkt", endpoint_url="http://127.0.0.1:9", **KEYS)
     for c in (virtual, path, custom):
         c._follow_region("eu-west-3")
         assert c.region == "eu-west-3"
@@ -332,7 +334,7 @@ def test_region_on_aws_moves_the_host_too() -> None:
      "https://gw.example/s3/my-bucket/k"),
 ])
 def test_auto_addressing(bucket: str, kwargs: dict[str, Any], url: str) -> None:
-    c = _s3.Client(bucket, **kwargs)
+    c = _s3.Client(bucket, **KEYS, **kwargs)
     assert c.url("k") == url
     assert c.addressing_style == ("virtual" if url.startswith(f"https://{bucket}.") or
                                   url.startswith(f"http://{bucket}.") else "path")
