@@ -309,7 +309,8 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
     if (agent && (agent[0] == '\0' || strlen(agent) > 256 ||
                   strspn(agent, " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                 "[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~") != strlen(agent))) {
-        PyErr_SetString(PyExc_ValueError, "user_agent must be 1 to 256 printable ASCII characters");
+        PyErr_SetString(PyExc_ValueError,
+                        "user_agent must be 1 to 256 printable ASCII characters");
         return -1;
     }
     if (endpoint) {
@@ -329,8 +330,8 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
                         "credentials or a query");
         goto done;
     }
-    if (agent == NULL &&
-        buf_printf(&ua, "django-s3-storage libcurl/%s", curl_version_info(CURLVERSION_NOW)->version) < 0)
+    if (agent == NULL && buf_printf(&ua, "django-s3-storage libcurl/%s",
+                                    curl_version_info(CURLVERSION_NOW)->version) < 0)
         goto done;
     self->endpoint = dup_str(b.data);
     self->bucket = dup_str(bucket);
@@ -449,7 +450,6 @@ static PyObject *
 client_repr(PyObject *self_)
 {
     Client *self = (Client *)self_;
-
     char region[64];
     char *endpoint;
     PyObject *res;
@@ -2094,7 +2094,8 @@ static PyType_Slot client_slots[] = {
                 "connect_timeout=60.0, read_timeout=60.0, max_connections=10, max_attempts=3, "
                 "verify=True, ca_bundle=None, proxy=None, user_agent=None, "
                 "public_endpoint_url=None)\n\nregion='' starts at us-east-1 and follows S3's "
-                "redirects; the client keeps the region a redirect names.\n\nAn S3 client for one bucket: thread-safe, "
+                "redirects; the client keeps the region a redirect names.\n\n"
+                "An S3 client for one bucket: thread-safe, "
                 "with a pool of keep-alive connections; every request releases the GIL."},
     {Py_tp_new, client_new},
     {Py_tp_init, client_init},
