@@ -259,12 +259,16 @@ def test_verify_false_accepts_any_certificate(tls_fake: FakeS3,
 
 
 def test_an_explicit_ca_bundle_wins_over_the_environment(
-        tls_fake: FakeS3, tls_ca: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+        tls_fake: FakeS3, tls_ca: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    other = str(tmp_path / "other-ca.pem")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "k"),
+            "-out", other, "-days", "1", "-subj", "/CN=another CA")
     monkeypatch.setenv("AWS_CA_BUNDLE", tls_ca["ca"])
-    storage = fake_storage(tls_fake, aws_s3_verify="/etc/ssl/certs/ca-certificates.crt",
-                           aws_s3_max_attempts=1)
-    with pytest.raises(_s3.S3Error):
+    storage = fake_storage(tls_fake, aws_s3_verify=other, aws_s3_max_attempts=1)
+    with pytest.raises(_s3.S3Error) as info:
         storage.open("k")
+    assert "certificate" in str(info.value).lower()
 
 
 # ---- proxies ---------------------------------------------------------------------------
