@@ -28,11 +28,19 @@
 typedef struct {
     PyObject_HEAD
     s3_state *st;           /* valid while the type (and so the module) lives */
+    /* endpoint, region and base change when S3 says the bucket lives in another
+     * region: read them under where_lock, and copy what outlives the lock */
     char *endpoint;         /* scheme://host[:port][/path], no trailing slash */
     char *bucket;
     char *region;
     char *base;             /* the URL of the bucket, ending in "/" */
+    char *public_base;      /* NULL: url() and presign() use base */
     char *ca_bundle;
+    char *proxy;
+    char *user_agent;
+    pthread_mutex_t where_lock;
+    unsigned where_gen;     /* bumped by each change of region */
+    int aws_endpoint;       /* no endpoint_url: the host follows the region */
     int virtual_host;
     int https;
     int max_attempts;
@@ -60,19 +68,143 @@ dup_str(const char *s)
     return p;
 }
 
-/* Buckets that can be a DNS label: lower-case letters, digits and hyphens (dots
- * break TLS wildcard certificates, so they go path-style). */
+/* Buckets that can stand in a host name: 3 to 63 lower-case letters, digits,
+ * hyphens and dots, in labels that neither start nor end with a hyphen, and not
+ * an IPv4 address. (Dotted names are DNS names too, but they break the TLS
+ * wildcard certificate *.s3.<region>.amazonaws.com: "auto" keeps them path-style
+ * over TLS.) */
 static int
 dns_compatible(const char *b)
 {
     size_t n = strlen(b), i;
+    int all_digits_and_dots = 1;
 
-    if (n < 3 || n > 63 || b[0] == '-' || b[n - 1] == '-')
+    if (n < 3 || n > 63)
+        return 0;
+    for (i = 0; i < n; i++) {
+        char ch = b[i];
+        if (ch == '.') {
+            if (i == 0 || i == n - 1 || b[i - 1] == '.' || b[i - 1] == '-' || b[i + 1] == '-')
+                return 0;
+        } else if (ch == '-') {
+            if (i == 0 || i == n - 1)
+                return 0;
+            all_digits_and_dots = 0;
+        } else if (ch >= 'a' && ch <= 'z') {
+            all_digits_and_dots = 0;
+        } else if (!(ch >= '0' && ch <= '9')) {
+            return 0;
+        }
+    }
+    return !all_digits_and_dots;
+}
+
+/* Characters a host name may hold: what addressing_style="virtual" puts there. */
+static int
+host_safe(const char *b)
+{
+    return b[0] && strspn(b, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                             "0123456789.-_") == strlen(b);
+}
+
+/* A region a reply hints at: lower-case letters, digits and '-', at most 32. It
+ * goes into the credential scope and, on AWS, the host name. */
+static int
+region_hint_valid(const char *r, size_t n)
+{
+    size_t i;
+
+    if (n == 0 || n > 32)
         return 0;
     for (i = 0; i < n; i++)
-        if (!((b[i] >= 'a' && b[i] <= 'z') || (b[i] >= '0' && b[i] <= '9') || b[i] == '-'))
+        if (!((r[i] >= 'a' && r[i] <= 'z') || (r[i] >= '0' && r[i] <= '9') || r[i] == '-'))
             return 0;
     return 1;
+}
+
+/* endpoint (and on AWS the host follows region) -> the bucket's URL, into *out */
+static int
+bucket_url(buf_t *out, const char *endpoint, const char *bucket, int virtual_host)
+{
+    sigv4_url u;
+
+    if (sigv4_split_url(endpoint, &u) < 0)
+        return -1;
+    if (virtual_host)
+        return buf_append(out, u.scheme, u.scheme_len) < 0 || buf_puts(out, "://") < 0 ||
+                       buf_puts(out, bucket) < 0 || buf_putc(out, '.') < 0 ||
+                       buf_append(out, u.host, u.host_len) < 0 ||
+                       (u.path_given && buf_append(out, u.path, u.path_len) < 0) ||
+                       buf_putc(out, '/') < 0
+                   ? -1
+                   : 0;
+    return buf_puts(out, endpoint) < 0 || buf_putc(out, '/') < 0 ||
+                   buf_append_uri(out, bucket, strlen(bucket), 0) < 0 || buf_putc(out, '/') < 0
+               ? -1
+               : 0;
+}
+
+/* An http(s)://host[:port][/path] URL without credentials or a query, trailing
+ * slashes dropped, into *out; -1 when it is not one. */
+static int
+endpoint_copy(buf_t *out, const char *url)
+{
+    sigv4_url u;
+    size_t n;
+
+    if (sigv4_split_url(url, &u) < 0 || u.query_len || strchr(url, '@') ||
+        strpbrk(url, " \t\r\n#"))
+        return -1;
+    for (n = 0; url[n]; n++)
+        if ((unsigned char)url[n] < 0x20 || url[n] == 0x7f)
+            return -1;
+    while (n > 0 && url[n - 1] == '/')
+        n--;
+    return buf_append(out, url, n);
+}
+
+/* http(s)://[user:password@]host:port[/]: what a proxy setting may be. */
+static int
+proxy_valid(const char *p)
+{
+    const char *h, *end, *colon;
+    size_t i;
+    long port;
+    char *stop;
+
+    for (i = 0; p[i]; i++)
+        if ((unsigned char)p[i] <= 0x20 || p[i] == 0x7f)
+            return 0;
+    if (strncasecmp(p, "http://", 7) == 0)
+        h = p + 7;
+    else if (strncasecmp(p, "https://", 8) == 0)
+        h = p + 8;
+    else
+        return 0;
+    end = h + strcspn(h, "/?#");
+    if (*end && strcmp(end, "/") != 0)
+        return 0;
+    for (colon = end; colon > h && colon[-1] != '@'; colon--)
+        ;
+    h = colon;                              /* past any user:password@ */
+    if (h == end)
+        return 0;
+    if (*h == '[') {
+        colon = memchr(h, ']', (size_t)(end - h));
+        if (colon == NULL || colon[1] != ':')
+            return 0;
+        colon++;
+    } else {
+        colon = memchr(h, ':', (size_t)(end - h));
+        if (colon == NULL || colon == h ||
+            strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") <
+                (size_t)(colon - h))
+            return 0;
+    }
+    if (colon + 1 >= end || strspn(colon + 1, "0123456789") != (size_t)(end - colon - 1))
+        return 0;
+    port = strtol(colon + 1, &stop, 10);
+    return stop == end && port >= 1 && port <= 65535;
 }
 
 static void
@@ -82,8 +214,12 @@ client_free_strings(Client *self)
     free(self->bucket);
     free(self->region);
     free(self->base);
+    free(self->public_base);
     free(self->ca_bundle);
+    free(self->proxy);
+    free(self->user_agent);
     self->endpoint = self->bucket = self->region = self->base = self->ca_bundle = NULL;
+    self->public_base = self->proxy = self->user_agent = NULL;
 }
 
 static int
@@ -92,18 +228,19 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"bucket", "endpoint_url", "region", "access_key", "secret_key",
                              "session_token", "addressing_style", "connect_timeout",
                              "read_timeout", "max_connections", "max_attempts", "verify",
-                             "ca_bundle", "profile", "anonymous", NULL};
+                             "ca_bundle", "profile", "anonymous", "proxy", "user_agent",
+                             "public_endpoint_url", NULL};
     Client *self = (Client *)self_;
     const char *bucket, *endpoint = NULL, *region = NULL, *access = NULL,
                         *secret = NULL, *token = NULL, *style = "auto", *ca = NULL,
-                        *profile = NULL;
+                        *profile = NULL, *proxy = NULL, *agent = NULL,
+                        *public_endpoint = NULL;
     double connect_timeout = 60.0, read_timeout = 60.0;
     int max_connections = 10, max_attempts = 3, verify = 1, anonymous = 0;
-    buf_t b = BUF_INIT, region_buf = BUF_INIT, cred_err = BUF_INIT;
+    buf_t b = BUF_INIT, region_buf = BUF_INIT, cred_err = BUF_INIT, pub = BUF_INIT,
+          ua = BUF_INIT;
     char region_default[64];
     cred_config cfg;
-    sigv4_url u;
-    size_t n;
     int rc = -1;
 
     if (self->ready) {
@@ -111,10 +248,11 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
         return -1;
     }
     client_free_strings(self);   /* what a failed earlier __init__ left */
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|$zzzzzsddiipzzp", kwlist, &bucket, &endpoint,
-                                     &region, &access, &secret, &token, &style,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|$zzzzzsddiipzzpzzz", kwlist, &bucket,
+                                     &endpoint, &region, &access, &secret, &token, &style,
                                      &connect_timeout, &read_timeout, &max_connections,
-                                     &max_attempts, &verify, &ca, &profile, &anonymous))
+                                     &max_attempts, &verify, &ca, &profile, &anonymous, &proxy,
+                                     &agent, &public_endpoint))
         return -1;
     if (region == NULL) {
         /* not given: the environment, then the profile, then us-east-1 */
@@ -134,7 +272,9 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_ValueError, "bucket must be a bucket name, without '/'");
         return -1;
     }
-    if (region[0] == '\0' || strchr(region, '/')) {
+    if (region[0] == '\0')
+        region = "us-east-1";   /* "": discover it, from the first redirect */
+    if (strchr(region, '/') || !host_safe(region) || strlen(region) >= 64) {
         PyErr_SetString(PyExc_ValueError, "region must be a region name such as 'us-east-1'");
         return -1;
     }
@@ -162,49 +302,73 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
                         "max_attempts 1 to 20");
         return -1;
     }
+    if (strcmp(style, "virtual") == 0 && !host_safe(bucket)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "addressing_style 'virtual' needs a bucket name that can be part of a "
+                        "host name");
+        return -1;
+    }
+    if (proxy && !proxy_valid(proxy)) {
+        /* not echoed: it may hold user:password@ */
+        PyErr_SetString(PyExc_ValueError,
+                        "proxy must be http(s)://host:port (credentials as "
+                        "http://user:password@host:port)");
+        return -1;
+    }
+    if (agent && (agent[0] == '\0' || strlen(agent) > 256 ||
+                  strspn(agent, " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                "[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~") != strlen(agent))) {
+        PyErr_SetString(PyExc_ValueError,
+                        "user_agent must be 1 to 256 printable ASCII characters");
+        return -1;
+    }
     if (endpoint) {
-        if (sigv4_split_url(endpoint, &u) < 0 || u.query_len || strchr(endpoint, '@')) {
+        if (endpoint_copy(&b, endpoint) < 0) {
             /* not echoed: it may hold user:password@ */
             PyErr_SetString(PyExc_ValueError,
                             "endpoint_url must be http(s)://host[:port], without credentials "
                             "or a query");
             return -1;
         }
-        n = strlen(endpoint);
-        while (n > 0 && endpoint[n - 1] == '/')
-            n--;
-        if (buf_append(&b, endpoint, n) < 0)
-            goto done;
     } else if (buf_printf(&b, "https://s3.%s.amazonaws.com", region) < 0) {
         goto done;
     }
+    if (public_endpoint && public_endpoint[0] && endpoint_copy(&pub, public_endpoint) < 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "public_endpoint_url must be http(s)://host[:port], without "
+                        "credentials or a query");
+        goto done;
+    }
+    if (agent == NULL && buf_printf(&ua, "django-s3-storage libcurl/%s",
+                                    curl_version_info(CURLVERSION_NOW)->version) < 0)
+        goto done;
     self->endpoint = dup_str(b.data);
     self->bucket = dup_str(bucket);
     self->region = dup_str(region);
     self->ca_bundle = dup_str(ca);
-    if (!self->endpoint || !self->bucket || !self->region || (ca && !self->ca_bundle))
+    self->proxy = dup_str(proxy);
+    self->user_agent = dup_str(agent ? agent : ua.data);
+    if (!self->endpoint || !self->bucket || !self->region || (ca && !self->ca_bundle) ||
+        (proxy && !self->proxy) || !self->user_agent)
         goto done;
+    self->aws_endpoint = endpoint == NULL;
     self->https = strncasecmp(self->endpoint, "https:", 6) == 0;
     if (strcmp(style, "virtual") == 0)
         self->virtual_host = 1;
     else if (strcmp(style, "auto") == 0)
-        self->virtual_host = endpoint == NULL && dns_compatible(bucket);
-    /* the bucket's URL */
-    buf_clear(&b);
-    sigv4_split_url(self->endpoint, &u);
-    if (self->virtual_host) {
-        if (buf_append(&b, u.scheme, u.scheme_len) < 0 || buf_puts(&b, "://") < 0 ||
-            buf_puts(&b, bucket) < 0 || buf_putc(&b, '.') < 0 ||
-            buf_append(&b, u.host, u.host_len) < 0 ||
-            (u.path_given && buf_append(&b, u.path, u.path_len) < 0) || buf_putc(&b, '/') < 0)
+        self->virtual_host = self->aws_endpoint && dns_compatible(bucket) &&
+                             !(self->https && strchr(bucket, '.'));
+    /* the bucket's URL, and the one the public sees */
+    buf_clear(&ua);
+    if (bucket_url(&ua, self->endpoint, bucket, self->virtual_host) < 0 ||
+        (self->base = dup_str(ua.data)) == NULL)
+        goto done;
+    if (pub.len) {
+        buf_clear(&ua);
+        if (bucket_url(&ua, pub.data, bucket, self->virtual_host) < 0 ||
+            (self->public_base = dup_str(ua.data)) == NULL)
             goto done;
-    } else if (buf_puts(&b, self->endpoint) < 0 || buf_putc(&b, '/') < 0 ||
-               buf_append_uri(&b, bucket, strlen(bucket), 0) < 0 || buf_putc(&b, '/') < 0) {
-        goto done;
     }
-    self->base = dup_str(b.data);
-    if (self->base == NULL)
-        goto done;
     self->max_attempts = max_attempts;
     self->opts.connect_timeout_ms = (long)(connect_timeout * 1000.0);
     if (self->opts.connect_timeout_ms < 1)
@@ -212,6 +376,8 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
     self->opts.read_timeout_s = (long)(read_timeout + 0.999);
     self->opts.verify = verify;
     self->opts.ca_bundle = self->ca_bundle;
+    self->opts.proxy = self->proxy;
+    self->opts.user_agent = self->user_agent;
     memset(&cfg, 0, sizeof(cfg));
     cfg.access_key = access;
     cfg.secret_key = secret;
@@ -233,6 +399,8 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
         goto done;
     }
     pthread_mutex_init(&self->key_lock, NULL);
+    pthread_mutex_init(&self->where_lock, NULL);
+    self->where_gen = 0;
     self->ready = 1;
     rc = 0;
 done:
@@ -241,6 +409,8 @@ done:
         PyErr_NoMemory();
     buf_free(&b);
     buf_free(&cred_err);
+    buf_free(&pub);
+    buf_free(&ua);
     return rc;
 }
 
@@ -271,23 +441,51 @@ client_dealloc(PyObject *self_)
         xfer_pool_destroy(&self->pool);
         pthread_mutex_destroy(&self->key_lock);
         cred_cache_destroy(&self->cred);
+        pthread_mutex_destroy(&self->where_lock);
     }
     client_free_strings(self);
     tp->tp_free(self_);
     Py_DECREF(tp);
 }
 
+static int client_check_fork(Client *c);
+
+/* Copies of the region and the endpoint as they are now, for the GIL's side
+ * (Python objects are built from the copies, outside the lock). */
+static int
+client_where(Client *c, char region[64], char **endpoint)
+{
+    if (client_check_fork(c) < 0)
+        return -1;
+    pthread_mutex_lock(&c->where_lock);
+    strcpy(region, c->region);
+    if (endpoint)
+        *endpoint = dup_str(c->endpoint);
+    pthread_mutex_unlock(&c->where_lock);
+    if (endpoint && *endpoint == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 client_repr(PyObject *self_)
 {
     Client *self = (Client *)self_;
+    char region[64];
+    char *endpoint;
+    PyObject *res;
 
     /* never the credentials */
     if (!self->ready)
         return PyUnicode_FromString("<Client (not initialised)>");
-    return PyUnicode_FromFormat("<Client bucket=%s endpoint=%s region=%s %s>", self->bucket,
-                                self->endpoint, self->region,
-                                self->cred.anonymous ? "anonymous" : "signed");
+    if (client_where(self, region, &endpoint) < 0)
+        return NULL;
+    res = PyUnicode_FromFormat("<Client bucket=%s endpoint=%s region=%s %s>", self->bucket,
+                               endpoint, region, self->cred.anonymous ? "anonymous" : "signed");
+    free(endpoint);
+    return res;
 }
 
 static int
@@ -310,6 +508,10 @@ typedef struct {
     Client *client;
     const char *method;
     buf_t url;
+    size_t base_len;                 /* url starts with the bucket's URL, this long */
+    unsigned where_gen;              /* the client's where_gen when url and region were taken */
+    char region[64];                 /* the region this attempt signs for */
+    int redirected;                  /* a region redirect was followed */
     char *key;                       /* for messages; NULL for bucket calls */
     char *hname[CALL_MAX_HEADERS];   /* malloc'ed copies */
     char *hvalue[CALL_MAX_HEADERS];
@@ -410,6 +612,149 @@ call_add_header(s3_call *k, const char *name, const char *value, size_t value_le
     return 0;
 }
 
+/* Starts k->url with the bucket's URL and takes the signing region with it,
+ * both as they are now (a redirect in another thread may change them later). */
+static int
+call_put_base(s3_call *k)
+{
+    Client *c = k->client;
+    int rc;
+
+    pthread_mutex_lock(&c->where_lock);
+    rc = buf_puts(&k->url, c->base);
+    k->base_len = strlen(c->base);
+    k->where_gen = c->where_gen;
+    strcpy(k->region, c->region);     /* shorter than 64: checked where it is set */
+    pthread_mutex_unlock(&c->where_lock);
+    return rc;
+}
+
+/* Before each attempt, without the GIL: when the client's region changed since
+ * the call took its URL (a redirect, here or in another thread), the call
+ * follows. -1: out of memory. */
+static int
+call_refresh_where(s3_call *k)
+{
+    Client *c = k->client;
+    buf_t u = BUF_INIT;
+    int rc = 0;
+
+    pthread_mutex_lock(&c->where_lock);
+    if (k->where_gen != c->where_gen) {
+        if (buf_puts(&u, c->base) < 0 ||
+            buf_append(&u, k->url.data + k->base_len, k->url.len - k->base_len) < 0) {
+            rc = -1;
+        } else {
+            buf_free(&k->url);
+            k->url = u;
+            u = (buf_t)BUF_INIT;
+            k->base_len = strlen(c->base);
+            k->where_gen = c->where_gen;
+            strcpy(k->region, c->region);
+        }
+    }
+    pthread_mutex_unlock(&c->where_lock);
+    buf_free(&u);
+    k->req.url = k->url.data;
+    return rc;
+}
+
+/* Keeps `region` as the bucket's: the signing region, and on AWS's own endpoint
+ * the host too. Pure C, for any thread; -1: out of memory, nothing changed. */
+static int
+client_set_region(Client *c, const char *region)
+{
+    buf_t ep = BUF_INIT, base = BUF_INIT;
+    char *new_region = NULL, *new_ep = NULL, *new_base = NULL, *t;
+    int rc = -1;
+
+    if (c->aws_endpoint &&
+        (buf_printf(&ep, "https://s3.%s.amazonaws.com", region) < 0 ||
+         bucket_url(&base, ep.data, c->bucket, c->virtual_host) < 0 ||
+         (new_ep = dup_str(ep.data)) == NULL || (new_base = dup_str(base.data)) == NULL))
+        goto done;
+    if ((new_region = dup_str(region)) == NULL)
+        goto done;
+    pthread_mutex_lock(&c->where_lock);
+    if (strcmp(c->region, region) != 0) {
+        /* swapped: the old strings are freed below, once no reader can hold them */
+        t = c->region, c->region = new_region, new_region = t;
+        if (new_ep) {
+            t = c->endpoint, c->endpoint = new_ep, new_ep = t;
+            t = c->base, c->base = new_base, new_base = t;
+        }
+        c->where_gen++;
+    }
+    pthread_mutex_unlock(&c->where_lock);
+    rc = 0;
+done:
+    free(new_region);
+    free(new_ep);
+    free(new_base);
+    buf_free(&ep);
+    buf_free(&base);
+    return rc;
+}
+
+/* "bucket.s3.eu-west-1.amazonaws.com", "s3.dualstack.eu-west-1.amazonaws.com",
+ * "bucket.s3-eu-west-1.amazonaws.com" -> "eu-west-1" (not NUL-terminated). */
+static const char *
+endpoint_region(const char *e, size_t *len)
+{
+    static const char suffix[] = ".amazonaws.com";
+    size_t n = strlen(e), sl = sizeof(suffix) - 1;
+    const char *end, *p;
+
+    if (n <= sl || strcasecmp(e + n - sl, suffix) != 0)
+        return NULL;
+    end = e + n - sl;
+    for (p = end; p > e && p[-1] != '.'; p--)
+        ;
+    if ((size_t)(end - p) == 13 && strncmp(p, "s3-external-1", 13) == 0) {
+        *len = 9;
+        return "us-east-1";
+    }
+    if (end - p > 3 && strncmp(p, "s3-", 3) == 0) {
+        *len = (size_t)(end - p - 3);
+        return p + 3;
+    }
+    if ((p - e >= 3 && strncmp(p - 3, "s3.", 3) == 0 && (p - 3 == e || p[-4] == '.')) ||
+        (p - e >= 10 && strncmp(p - 10, "dualstack.", 10) == 0)) {
+        *len = (size_t)(end - p);
+        return p;
+    }
+    return NULL;
+}
+
+/* The region a failed reply says the bucket is in, when it is not the one this
+ * attempt signed for: its x-amz-bucket-region header, or the <Region> or the
+ * <Endpoint> of a redirect or an AuthorizationHeaderMalformed document. */
+static int
+call_region_hint(s3_call *k, char out[64])
+{
+    size_t len = 0;
+    const char *h = xfer_header(&k->req, "x-amz-bucket-region", &len);
+    const char *code = k->have_reply ? k->reply.code : "";
+
+    if (h == NULL &&
+        (k->req.status == 301 || k->req.status == 307 ||
+         strcmp(code, "PermanentRedirect") == 0 || strcmp(code, "TemporaryRedirect") == 0 ||
+         strcmp(code, "AuthorizationHeaderMalformed") == 0)) {
+        if (k->have_reply && k->reply.region[0]) {
+            h = k->reply.region;
+            len = strlen(h);
+        } else if (k->have_reply && k->reply.endpoint[0]) {
+            h = endpoint_region(k->reply.endpoint, &len);
+        }
+    }
+    if (h == NULL || !region_hint_valid(h, len) ||
+        (strlen(k->region) == len && memcmp(k->region, h, len) == 0))
+        return 0;
+    memcpy(out, h, len);
+    out[len] = '\0';
+    return 1;
+}
+
 static int
 call_set_key(s3_call *k, PyObject *key)
 {
@@ -428,8 +773,7 @@ call_set_key(s3_call *k, PyObject *key)
         return -1;
     }
     k->key = malloc((size_t)n + 1);
-    if (k->key == NULL ||
-        buf_puts(&k->url, k->client->base) < 0 || buf_append_uri(&k->url, s, (size_t)n, 1) < 0) {
+    if (k->key == NULL || call_put_base(k) < 0 || buf_append_uri(&k->url, s, (size_t)n, 1) < 0) {
         PyErr_NoMemory();
         return -1;
     }
@@ -674,7 +1018,7 @@ build_headers(s3_call *k, const char *payload_hash)
         ctx.access_key = cr->access_key;
         ctx.secret_key = cr->secret_key;
         ctx.session_token = cr->session_token;
-        ctx.region = c->region;
+        ctx.region = k->region;
         ctx.service = "s3";
         ctx.cache = &k->creds->key_cache;
         ctx.cache_lock = &c->key_lock;
@@ -725,6 +1069,7 @@ call_run(s3_call *k)
     Client *c = k->client;
     char payload_hash[65];
     struct curl_slist *headers;
+    char hint[64];
     int attempt, rc;
 
     if (k->has_body && !c->https) {
@@ -739,7 +1084,6 @@ call_run(s3_call *k)
         strcpy(payload_hash, SIGV4_EMPTY_SHA256);
     }
     k->req.method = k->method;
-    k->req.url = k->url.data;
     if (k->has_body) {
         k->req.body = k->body.buf;
         k->req.body_len = (size_t)k->body.len;
@@ -747,7 +1091,8 @@ call_run(s3_call *k)
     for (attempt = 1;; attempt++) {
         k->have_reply = 0;
         k->transport_failed = 0;
-        if (sink_reset(k) < 0 || (headers = build_headers(k, payload_hash)) == NULL) {
+        if (sink_reset(k) < 0 || call_refresh_where(k) < 0 ||
+            (headers = build_headers(k, payload_hash)) == NULL) {
             k->local_error = "out of memory";
             return;
         }
@@ -760,7 +1105,7 @@ call_run(s3_call *k)
                 return;   /* the reply itself was bad: k->sink_error says how */
             k->transport_failed = 1;
             if (attempt < c->max_attempts && xfer_retryable(&k->req, 1, NULL)) {
-                xfer_backoff(attempt);
+                xfer_backoff(&k->req, attempt, 1, NULL);
                 continue;
             }
             return;
@@ -792,9 +1137,20 @@ call_run(s3_call *k)
             k->creds_refused = 1;   /* call_perform renews them and runs the call again */
             return;
         }
+        if (!k->redirected && k->req.status >= 300 && call_region_hint(k, hint)) {
+            /* the bucket lives in another region: once more, there; the client
+             * keeps that region. A redirect is not a failed attempt. */
+            k->redirected = 1;
+            if (client_set_region(c, hint) < 0) {
+                k->local_error = "out of memory";
+                return;
+            }
+            attempt--;
+            continue;
+        }
         if (attempt < c->max_attempts &&
             xfer_retryable(&k->req, 0, k->have_reply ? k->reply.code : NULL)) {
-            xfer_backoff(attempt);
+            xfer_backoff(&k->req, attempt, 0, k->have_reply ? k->reply.code : NULL);
             continue;
         }
         return;
@@ -843,7 +1199,11 @@ call_raise(s3_call *k)
                   k->req.curl_rc == CURLE_COULDNT_RESOLVE_HOST)
                    ? "EndpointConnectionError"
                    : "TransportError";
-        if (buf_printf(&m, "%s %s failed: %s", k->method, c->endpoint, k->req.errbuf) < 0)
+        int failed;
+        pthread_mutex_lock(&c->where_lock);
+        failed = buf_printf(&m, "%s %s failed: %s", k->method, c->endpoint, k->req.errbuf) < 0;
+        pthread_mutex_unlock(&c->where_lock);
+        if (failed)
             return PyErr_NoMemory();
         res = s3_raise(st, 0, code, m.data, NULL, c->bucket, k->key);
         buf_free(&m);
@@ -879,6 +1239,7 @@ client_check_fork(Client *c)
     case 1:
         pthread_mutex_init(&c->key_lock, NULL);
         cred_after_fork(&c->cred);
+        pthread_mutex_init(&c->where_lock, NULL);
         return 0;
     case -1:
         PyErr_SetString(PyExc_MemoryError, "cannot renew the connection pool after fork()");
@@ -1566,7 +1927,7 @@ client_list_objects(PyObject *self_, PyObject *args, PyObject *kw)
     if (add_query(&q, "prefix", prefix == Py_None ? NULL : prefix) < 0 ||
         add_query(&q, "start-after", after) < 0)
         goto done;
-    if (buf_puts(&k.url, self->base) < 0 || buf_append(&k.url, q.data, q.len) < 0) {
+    if (call_put_base(&k) < 0 || buf_append(&k.url, q.data, q.len) < 0) {
         PyErr_NoMemory();
         goto done;
     }
@@ -1587,6 +1948,7 @@ client_url(PyObject *self_, PyObject *key)
     Py_ssize_t n;
     buf_t u = BUF_INIT;
     PyObject *res = NULL;
+    int rc;
 
     if (check_ready(self) < 0)
         return NULL;
@@ -1594,9 +1956,12 @@ client_url(PyObject *self_, PyObject *key)
         PyErr_SetString(PyExc_TypeError, "key must be str");
         return NULL;
     }
-    if ((s = PyUnicode_AsUTF8AndSize(key, &n)) == NULL)
+    if ((s = PyUnicode_AsUTF8AndSize(key, &n)) == NULL || client_check_fork(self) < 0)
         return NULL;
-    if (buf_puts(&u, self->base) < 0 || buf_append_uri(&u, s, (size_t)n, 1) < 0)
+    pthread_mutex_lock(&self->where_lock);
+    rc = buf_puts(&u, self->public_base ? self->public_base : self->base);
+    pthread_mutex_unlock(&self->where_lock);
+    if (rc < 0 || buf_append_uri(&u, s, (size_t)n, 1) < 0)
         PyErr_NoMemory();
     else
         res = PyUnicode_FromStringAndSize(u.data, (Py_ssize_t)u.len);
@@ -1616,6 +1981,7 @@ client_presign(PyObject *self_, PyObject *args, PyObject *kw)
     buf_t u = BUF_INIT, out = BUF_INIT;
     sigv4_ctx ctx;
     cred_set *creds = NULL;
+    char region[64];
     int rc;
 
     if (check_ready(self) < 0 ||
@@ -1626,9 +1992,14 @@ client_presign(PyObject *self_, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_ValueError, "expires must be between 1 and 604800 seconds");
         return NULL;
     }
-    if ((s = PyUnicode_AsUTF8AndSize(key, &n)) == NULL)
+    if ((s = PyUnicode_AsUTF8AndSize(key, &n)) == NULL || client_check_fork(self) < 0)
         return NULL;
-    if (buf_puts(&u, self->base) < 0 || buf_append_uri(&u, s, (size_t)n, 1) < 0) {
+    /* the public URL, when there is one: its host is the one signed */
+    pthread_mutex_lock(&self->where_lock);
+    rc = buf_puts(&u, self->public_base ? self->public_base : self->base);
+    strcpy(region, self->region);
+    pthread_mutex_unlock(&self->where_lock);
+    if (rc < 0 || buf_append_uri(&u, s, (size_t)n, 1) < 0) {
         PyErr_NoMemory();
         goto done;
     }
@@ -1665,14 +2036,14 @@ client_presign(PyObject *self_, PyObject *args, PyObject *kw)
         goto done;
     }
     /* credentials that outlive the URL, when fresher ones can be had */
-    if (client_check_fork(self) < 0 || client_creds(self, expires, &creds) < 0)
+    if (client_creds(self, expires, &creds) < 0)
         goto done;
     memset(&ctx, 0, sizeof(ctx));
     ctx.md = self->st->sha256;
     ctx.access_key = creds->access_key;
     ctx.secret_key = creds->secret_key;
     ctx.session_token = creds->session_token;
-    ctx.region = self->region;
+    ctx.region = region;
     ctx.service = "s3";
     ctx.cache = &creds->key_cache;
     ctx.cache_lock = &self->key_lock;
@@ -1716,16 +2087,66 @@ client_get_str(PyObject *self_, void *closure)
 {
     Client *self = (Client *)self_;
     const char *which = closure;
+    char region[64], *endpoint = NULL;
+    PyObject *res;
 
     if (check_ready(self) < 0)
         return NULL;
     if (strcmp(which, "bucket") == 0)
         return PyUnicode_FromString(self->bucket);
-    if (strcmp(which, "region") == 0)
-        return PyUnicode_FromString(self->region);
-    if (strcmp(which, "endpoint_url") == 0)
-        return PyUnicode_FromString(self->endpoint);
+    if (strcmp(which, "user_agent") == 0)
+        return PyUnicode_FromString(self->user_agent);
+    if (strcmp(which, "region") == 0 || strcmp(which, "endpoint_url") == 0) {
+        if (client_where(self, region, which[0] == 'e' ? &endpoint : NULL) < 0)
+            return NULL;
+        res = PyUnicode_FromString(endpoint ? endpoint : region);
+        free(endpoint);
+        return res;
+    }
     return PyUnicode_FromString(self->virtual_host ? "virtual" : "path");
+}
+
+/* What a redirect does, without one: for the tests of the URLs that follow. */
+static PyObject *
+client_follow_region(PyObject *self_, PyObject *arg)
+{
+    Client *self = (Client *)self_;
+    const char *r;
+    Py_ssize_t n;
+    int rc;
+
+    if (check_ready(self) < 0)
+        return NULL;
+    if (!PyUnicode_Check(arg) || (r = PyUnicode_AsUTF8AndSize(arg, &n)) == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "region must be str");
+        return NULL;
+    }
+    if (!region_hint_valid(r, (size_t)n) || strlen(r) != (size_t)n) {
+        PyErr_SetString(PyExc_ValueError, "not a region name");
+        return NULL;
+    }
+    if (client_check_fork(self) < 0)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    rc = client_set_region(self, r);
+    Py_END_ALLOW_THREADS
+    if (rc < 0)
+        return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+client_backoff_delay(PyObject *cls, PyObject *args)
+{
+    int retry, throttled;
+    double jitter, retry_after = -1.0;
+
+    (void)cls;
+    if (!PyArg_ParseTuple(args, "ipd|d:_backoff_delay", &retry, &throttled, &jitter,
+                          &retry_after))
+        return NULL;
+    return PyFloat_FromDouble(xfer_backoff_delay(retry, throttled, jitter, retry_after));
 }
 
 static PyMethodDef client_methods[] = {
@@ -1754,6 +2175,10 @@ static PyMethodDef client_methods[] = {
     {"url", client_url, METH_O, "url(key) -> the object's plain, unsigned URL"},
     {"presign", (PyCFunction)(void (*)(void))client_presign, METH_VARARGS | METH_KEYWORDS,
      "presign(method, key, *, expires=3600, query=None, timestamp=None) -> str"},
+    {"_follow_region", client_follow_region, METH_O,
+     "_follow_region(region): what a redirect to that region does (for the tests)"},
+    {"_backoff_delay", client_backoff_delay, METH_VARARGS | METH_STATIC,
+     "_backoff_delay(retry, throttled, jitter, retry_after=-1.0) -> seconds (for the tests)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1763,6 +2188,7 @@ static PyGetSetDef client_getset[] = {
     {"bucket", client_get_str, NULL, NULL, "bucket"},
     {"region", client_get_str, NULL, NULL, "region"},
     {"endpoint_url", client_get_str, NULL, NULL, "endpoint_url"},
+    {"user_agent", client_get_str, NULL, "the User-Agent header sent", "user_agent"},
     {"addressing_style", client_get_str, NULL, "'path' or 'virtual', as resolved",
      "addressing_style"},
     {NULL, NULL, NULL, NULL, NULL},
@@ -1772,12 +2198,15 @@ static PyType_Slot client_slots[] = {
     {Py_tp_doc, "Client(bucket, *, endpoint_url=None, region=None, access_key=None, "
                 "secret_key=None, session_token=None, addressing_style='auto', "
                 "connect_timeout=60.0, read_timeout=60.0, max_connections=10, max_attempts=3, "
-                "verify=True, ca_bundle=None, profile=None, anonymous=False)\n\nAn S3 client "
-                "for one bucket: thread-safe, with a pool of keep-alive connections; every "
-                "request releases the GIL. Without access_key the credentials come from the "
-                "environment, the shared files, web identity, the container or the instance "
-                "metadata, on the first request; anonymous=True sends unsigned requests. "
-                "region=None: AWS_REGION, AWS_DEFAULT_REGION, the profile's, or us-east-1."},
+                "verify=True, ca_bundle=None, profile=None, anonymous=False, proxy=None, "
+                "user_agent=None, public_endpoint_url=None)\n\nAn S3 client for one bucket: "
+                "thread-safe, with a pool of keep-alive connections; every request releases "
+                "the GIL. Without access_key the credentials come from the environment, the "
+                "shared files, web identity, the container or the instance metadata, on the "
+                "first request; anonymous=True sends unsigned requests. region=None: "
+                "AWS_REGION, AWS_DEFAULT_REGION, the profile's, or us-east-1; region='' starts "
+                "at us-east-1 and follows S3's redirects; the client keeps the region a "
+                "redirect names."},
     {Py_tp_new, client_new},
     {Py_tp_init, client_init},
     {Py_tp_dealloc, client_dealloc},

@@ -1,5 +1,6 @@
 #include "transfer.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -114,7 +115,7 @@ xfer_pool_destroy(xfer_pool *p)
 /* Options that stay for the handle's life: set once, never reset, so the
  * handle's connection and TLS session survive from one request to the next. */
 static CURL *
-new_handle(xfer_pool *p)
+new_handle(xfer_pool *p, const xfer_opts *o)
 {
     CURL *h = curl_easy_init();
 
@@ -132,11 +133,23 @@ new_handle(xfer_pool *p)
     curl_easy_setopt(h, CURLOPT_MAXCONNECTS, 1L);
     /* one request per connection at a time, as the pool assumes: no HTTP/2 over TLS */
     curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    if (o->user_agent)
+        curl_easy_setopt(h, CURLOPT_USERAGENT, o->user_agent);
+    if (o->proxy) {
+        curl_easy_setopt(h, CURLOPT_PROXY, o->proxy);
+        /* a proxy given outright serves every host: NO_PROXY is for the
+         * environment's proxies (botocore does the same) */
+        curl_easy_setopt(h, CURLOPT_NOPROXY, "");
+        curl_easy_setopt(h, CURLOPT_PROXY_SSL_VERIFYPEER, o->verify ? 1L : 0L);
+        curl_easy_setopt(h, CURLOPT_PROXY_SSL_VERIFYHOST, o->verify ? 2L : 0L);
+        if (o->ca_bundle)
+            curl_easy_setopt(h, CURLOPT_PROXY_CAINFO, o->ca_bundle);
+    }
     return h;
 }
 
 static CURL *
-pool_take(xfer_pool *p)
+pool_take(xfer_pool *p, const xfer_opts *o)
 {
     CURL *h = NULL;
     int create = 0;
@@ -151,7 +164,7 @@ pool_take(xfer_pool *p)
         create = 1;
     }
     pthread_mutex_unlock(&p->lock);
-    if (create && (h = new_handle(p)) == NULL) {
+    if (create && (h = new_handle(p, o)) == NULL) {
         pthread_mutex_lock(&p->lock);
         p->created--;
         pthread_cond_signal(&p->cond);
@@ -256,7 +269,7 @@ xfer_perform(xfer_pool *p, const xfer_opts *o, xfer_request *r)
     r->body_pos = 0;
     buf_clear(&r->head);
     buf_clear(&r->body_out);
-    h = pool_take(p);
+    h = pool_take(p, o);
     if (h == NULL) {
         r->curl_rc = CURLE_OUT_OF_MEMORY;
         strcpy(r->errbuf, "cannot create a connection handle");
@@ -352,20 +365,35 @@ xfer_header(const xfer_request *r, const char *name, size_t *len)
     return NULL;
 }
 
+/* botocore's throttling codes; with 429 their backoff starts at 1 s */
 static const char *const throttling_codes[] = {
     "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
     "TooManyRequestsException", "ProvisionedThroughputExceededException",
     "TransactionInProgressException", "RequestLimitExceeded", "BandwidthLimitExceeded",
     "LimitExceededException", "RequestThrottled", "SlowDown", "PriorRequestNotComplete",
-    "EC2ThrottledException", "RequestTimeout", "RequestTimeoutException",
-    "InternalError", NULL,
+    "EC2ThrottledException", NULL,
 };
+
+/* transient: retried with a backoff that starts at 50 ms */
+static const char *const transient_codes[] = {
+    "RequestTimeout", "RequestTimeoutException", "InternalError", NULL,
+};
+
+static int
+code_in(const char *code, const char *const *list)
+{
+    int i;
+
+    if (code && code[0])
+        for (i = 0; list[i]; i++)
+            if (strcmp(code, list[i]) == 0)
+                return 1;
+    return 0;
+}
 
 int
 xfer_retryable(const xfer_request *r, int transport_failed, const char *code)
 {
-    int i;
-
     if (transport_failed) {
         switch (r->curl_rc) {
         case CURLE_COULDNT_RESOLVE_HOST:
@@ -384,28 +412,57 @@ xfer_retryable(const xfer_request *r, int transport_failed, const char *code)
     if (r->status == 429 || r->status == 500 || r->status == 502 || r->status == 503 ||
         r->status == 504)
         return 1;
-    if (code && code[0])
-        for (i = 0; throttling_codes[i]; i++)
-            if (strcmp(code, throttling_codes[i]) == 0)
-                return 1;
-    return 0;
+    return code_in(code, throttling_codes) || code_in(code, transient_codes);
+}
+
+int
+xfer_throttled(const xfer_request *r, int transport_failed, const char *code)
+{
+    if (transport_failed)
+        return 0;
+    return r->status == 429 || code_in(code, throttling_codes);
+}
+
+#define BACKOFF_MAX_S 20.0
+#define RETRY_AFTER_MAX_EXTRA_S 5.0
+
+double
+xfer_backoff_delay(int retry, int throttled, double jitter, double retry_after)
+{
+    double window = throttled ? 1.0 : 0.05, t;
+    int i;
+
+    for (i = 1; i < retry && window < BACKOFF_MAX_S; i++)
+        window *= 2.0;
+    if (window > BACKOFF_MAX_S)
+        window = BACKOFF_MAX_S;
+    if (!(jitter >= 0.0))
+        jitter = 0.0;
+    if (jitter > 1.0)
+        jitter = 1.0;
+    t = jitter * window;
+    if (retry_after > t)
+        t = retry_after < t + RETRY_AFTER_MAX_EXTRA_S ? retry_after : t + RETRY_AFTER_MAX_EXTRA_S;
+    return t;
 }
 
 void
-xfer_backoff(int attempt)
+xfer_backoff(const xfer_request *r, int attempt, int transport_failed, const char *code)
 {
-    /* full jitter over a window that doubles from 50 ms up to 2 s */
-    long window_ms = 50L << (attempt > 6 ? 6 : attempt - 1);
     struct timespec ts, now;
     unsigned int seed;
-    long ms;
+    double retry_after = -1.0, s;
+    size_t len = 0;
+    const char *h = transport_failed ? NULL : xfer_header(r, "x-amz-retry-after", &len);
 
-    if (window_ms > 2000)
-        window_ms = 2000;
+    if (h && len > 0 && len < 10 && strspn(h, "0123456789") >= len)
+        retry_after = strtol(h, NULL, 10) / 1000.0;   /* milliseconds */
     clock_gettime(CLOCK_MONOTONIC, &now);
-    seed = (unsigned int)(now.tv_nsec ^ (long)pthread_self());
-    ms = window_ms / 2 + (long)(rand_r(&seed) % (unsigned int)(window_ms / 2 + 1));
-    ts.tv_sec = ms / 1000;
-    ts.tv_nsec = (ms % 1000) * 1000000L;
-    nanosleep(&ts, NULL);
+    seed = (unsigned int)now.tv_nsec ^ (unsigned int)now.tv_sec ^ (unsigned int)pthread_self();
+    s = xfer_backoff_delay(attempt, xfer_throttled(r, transport_failed, code),
+                           (double)rand_r(&seed) / ((double)RAND_MAX + 1.0), retry_after);
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
 }

@@ -36,6 +36,9 @@ typedef struct {
     long read_timeout_s;   /* a transfer that stalls this long fails */
     int verify;            /* TLS peer and host name */
     const char *ca_bundle; /* NULL: the system's */
+    /* set once per handle: they must not change while the pool lives */
+    const char *proxy;      /* NULL: the environment's http_proxy, HTTPS_PROXY, NO_PROXY */
+    const char *user_agent; /* NULL: none */
 } xfer_opts;
 
 /* Receives the body of a 2xx reply; returns 0, or -1 to abort the transfer. */
@@ -80,7 +83,17 @@ const char *xfer_header(const xfer_request *r, const char *name, size_t *len);
 /* Whether an attempt that ended so is worth another: transport failures that
  * did not come from the sink, 5xx gateways, 429 and the throttling codes. */
 int xfer_retryable(const xfer_request *r, int transport_failed, const char *s3_code);
-/* Sleeps before attempt `attempt` + 1: capped exponential backoff, jittered. */
-void xfer_backoff(int attempt);
+/* Whether a retryable failure is throttling (429, SlowDown and the like), whose
+ * backoff starts at 1 s rather than 50 ms. */
+int xfer_throttled(const xfer_request *r, int transport_failed, const char *s3_code);
+/* The wait in seconds before retry `retry` (1 for the first), as botocore's
+ * standard mode computes it: jitter * min(base * 2^(retry-1), 20) with base 1 s
+ * for throttling and 50 ms otherwise, jitter in [0, 1); raised towards
+ * retry_after (seconds, < 0: none) by at most 5 s. Pure: for the tests too. */
+double xfer_backoff_delay(int retry, int throttled, double jitter, double retry_after);
+/* Sleeps before attempt `attempt` + 1, as xfer_backoff_delay() says for this
+ * reply (its x-amz-retry-after header included) and a random jitter. */
+void xfer_backoff(const xfer_request *r, int attempt, int transport_failed,
+                  const char *s3_code);
 
 #endif

@@ -316,6 +316,8 @@ reply_end(xml_sax *x)
         copy_text(x, r->request_id, sizeof(r->request_id));
     else if (strcmp(name, "Region") == 0)
         copy_text(x, r->region, sizeof(r->region));
+    else if (strcmp(name, "Endpoint") == 0)
+        copy_text(x, r->endpoint, sizeof(r->endpoint));
     else if (strcmp(name, "ETag") == 0)
         copy_text(x, r->etag, sizeof(r->etag));
     else if (strcmp(name, "LastModified") == 0)

@@ -66,6 +66,7 @@ typedef struct {
     char message[512];
     char request_id[128];
     char region[64];
+    char endpoint[256];             /* a redirect's: bucket.s3.<region>.amazonaws.com */
     char etag[130];
     char last_modified[40];
 } xml_reply;

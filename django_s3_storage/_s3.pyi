@@ -20,6 +20,7 @@ class Client:
     region: str
     endpoint_url: str
     addressing_style: str
+    user_agent: str
     connections_opened: int
     def __init__(
         self,
@@ -39,6 +40,9 @@ class Client:
         ca_bundle: str | None = ...,
         profile: str | None = ...,
         anonymous: bool = ...,
+        proxy: str | None = ...,
+        user_agent: str | None = ...,
+        public_endpoint_url: str | None = ...,
     ) -> None: ...
     def head_object(self, key: str) -> dict[str, Any]: ...
     def get_object(
@@ -77,6 +81,11 @@ class Client:
         self, method: str, key: str, *, expires: int = ...,
         query: dict[str, str] | None = ..., timestamp: str | None = ...
     ) -> str: ...
+    def _follow_region(self, region: str) -> None: ...
+    @staticmethod
+    def _backoff_delay(
+        retry: int, throttled: bool, jitter: float, retry_after: float = ...
+    ) -> float: ...
 
 def presign_v4(
     method: str, url: str, *, region: str, access_key: str, secret_key: str, expires: int,

@@ -11,6 +11,7 @@ import io
 import mimetypes
 import os
 import posixpath
+import re
 from datetime import datetime, timezone as dt_timezone
 from types import SimpleNamespace
 from typing import Any, Iterator
@@ -56,6 +57,76 @@ _SIGNATURE_VERSIONS = (None, "", "s3v4", "v4")
 
 def _callable_setting(value: Any, name: str) -> Any:
     return value(name) if callable(value) else value
+
+
+_PROXY_RE = re.compile(
+    r"(?i:https?)://(?:[^@/?#]*@)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})/?", re.ASCII)
+
+
+def _network_options(s: SimpleNamespace, suffix: str) -> dict[str, Any]:
+    """The Client's keyword arguments for timeouts, retries, TLS, proxies and the
+    public endpoint, checked here so that a mistake names its setting."""
+    def bad(name: str, why: str) -> ImproperlyConfigured:
+        return ImproperlyConfigured(f"{name}{suffix} {why}")
+
+    timeout = s.AWS_S3_READ_TIMEOUT
+    try:
+        read_timeout = float(timeout) if not isinstance(timeout, bool) else -1.0
+    except (TypeError, ValueError):
+        read_timeout = -1.0
+    if not 0 < read_timeout <= 1e6:
+        raise bad("AWS_S3_READ_TIMEOUT", f"must be a number of seconds above 0, not {timeout!r}.")
+    attempts = s.AWS_S3_MAX_ATTEMPTS
+    try:
+        max_attempts = int(attempts) if not isinstance(attempts, (bool, float)) else 0
+    except (TypeError, ValueError):
+        max_attempts = 0
+    if not 1 <= max_attempts <= 20:
+        raise bad("AWS_S3_MAX_ATTEMPTS", f"must be a whole number from 1 to 20, not {attempts!r}.")
+    options: dict[str, Any] = {"read_timeout": read_timeout, "max_attempts": max_attempts}
+
+    verify = s.AWS_S3_VERIFY
+    if verify is None or verify is True:
+        # botocore's variable: a CA bundle for every AWS client of the process
+        bundle = os.environ.get("AWS_CA_BUNDLE", "")
+        if bundle and not os.path.isfile(bundle):
+            raise ImproperlyConfigured(
+                f"The environment's AWS_CA_BUNDLE ({bundle!r}) is not a file: point it at a "
+                "PEM CA bundle, or unset it.")
+        options["ca_bundle"] = bundle or None
+    elif verify is False:
+        options["verify"] = False
+    elif isinstance(verify, (str, os.PathLike)) and os.path.isfile(verify):
+        options["ca_bundle"] = os.fspath(verify)
+    else:
+        raise bad("AWS_S3_VERIFY", f"must be True, False, or the path of a PEM CA bundle file, "
+                  f"not {verify!r}.")
+
+    proxy = s.AWS_S3_PROXY or None
+    if proxy is not None:
+        # never echoed: it may hold user:password@
+        m = _PROXY_RE.fullmatch(proxy) if isinstance(proxy, str) else None
+        if m is None or not 1 <= int(m.group(1)) <= 65535 or \
+                any(ord(c) < 0x21 or ord(c) == 0x7f for c in proxy):
+            raise bad("AWS_S3_PROXY", "must be a URL like http://host:port (with credentials: "
+                      "http://user:password@host:port), or '' for none.")
+    options["proxy"] = proxy
+
+    public = s.AWS_S3_PUBLIC_ENDPOINT_URL or None
+    if public is not None and not (
+            isinstance(public, str) and public.startswith(("http://", "https://"))
+            and "@" not in public and "?" not in public):
+        raise bad("AWS_S3_PUBLIC_ENDPOINT_URL", "must be an http(s)://host[:port] URL without "
+                  "credentials or a query, or '' for the endpoint the server talks to.")
+    options["public_endpoint_url"] = public
+    options["user_agent"] = _user_agent()
+    return options
+
+
+def _user_agent() -> str:
+    from django_s3_storage import __version__
+
+    return f"django-s3-storage/{__version__} {_s3.curl_version.split()[0]}"
 
 
 def _to_posix(name: str) -> str:
@@ -116,6 +187,11 @@ class S3Storage(Storage):
         "AWS_S3_PROFILE": None,
         # True: unsigned requests, and no credential lookup at all
         "AWS_S3_ANONYMOUS": False,
+        "AWS_S3_READ_TIMEOUT": 60,
+        "AWS_S3_MAX_ATTEMPTS": 3,
+        "AWS_S3_VERIFY": True,
+        "AWS_S3_PROXY": "",
+        "AWS_S3_PUBLIC_ENDPOINT_URL": "",
     }
 
     s3_settings_suffix = ""
@@ -182,6 +258,7 @@ class S3Storage(Storage):
                 addressing_style=s.AWS_S3_ADDRESSING_STYLE,
                 connect_timeout=float(s.AWS_S3_CONNECT_TIMEOUT),
                 max_connections=int(s.AWS_S3_MAX_POOL_CONNECTIONS),
+                **_network_options(s, suffix),
             )
         except ValueError as e:
             raise ImproperlyConfigured(f"{type(self).__name__}: {e}") from None
@@ -317,6 +394,11 @@ class S3Storage(Storage):
     def meta(self, name: str) -> dict[str, Any]:
         """The object's headers in the shape of boto3's head_object."""
         meta = self._client.head_object(self._get_key_name(name))
+        metadata = meta.get("Metadata")
+        if metadata and "uncompressed-size" in metadata and \
+                UNCOMPRESSED_SIZE_META_KEY not in metadata:
+            # Ceph RGW folds '_' to '-': the name this package wrote is the one shown
+            metadata[UNCOMPRESSED_SIZE_META_KEY] = metadata.pop("uncompressed-size")
         if "LastModified" in meta:
             meta["LastModified"] = datetime.fromtimestamp(meta["LastModified"], dt_timezone.utc)
         return meta
