@@ -356,6 +356,7 @@ SENTINELS = {
     "AWS_S3_SIGNATURE_VERSION": "s3v4", "AWS_S3_FILE_OVERWRITE": True,
     "AWS_S3_MAX_POOL_CONNECTIONS": 3, "AWS_S3_CONNECT_TIMEOUT": 7, "AWS_S3_USE_THREADS": False,
     "AWS_S3_BUCKET_NAME": "other-bucket",
+    "AWS_S3_ACL": "bucket-owner-full-control",
 }
 
 
