@@ -183,12 +183,13 @@ class S3Storage(Storage):
     spool_max_size = 10 * 1024 * 1024
 
     def __init__(self, **kwargs: Any) -> None:
+        # rebound first: a traceback through here shows the keyword arguments masked
+        kwargs = _MaskedKwargs(self.__dict__.pop("_s3_kwargs", {}), **kwargs)
         for key in kwargs:
             upper = key.upper()
             if upper not in self.default_auth_settings and upper not in self.default_s3_settings:
                 raise ImproperlyConfigured(f"Unknown S3Storage parameter: {key}")
-        # rebinding `kwargs` too: a traceback through here shows it masked
-        self._kwargs = kwargs = _MaskedKwargs(kwargs)
+        self._kwargs = kwargs
         self._setup()
         setting_changed.connect(self._setting_changed_received)
         super().__init__()
@@ -669,6 +670,15 @@ class ManifestStaticS3Storage(ManifestFilesMixin, StaticS3Storage):
                            "AWS_S3_MAX_AGE_SECONDS_CACHED": 60 * 60 * 24 * 365}
     _hashing = False
     _known_hashed: frozenset[str] = frozenset()
+
+    def __init__(self, **kwargs: Any) -> None:
+        # Django's mixins would hold the keyword arguments (secrets too) in plain
+        # dicts that a traceback shows: the S3 ones go around them, masked.
+        kwargs = _MaskedKwargs(kwargs)
+        own = {k: kwargs.pop(k) for k in ("manifest_location", "manifest_storage")
+               if k in kwargs}
+        self._s3_kwargs = kwargs
+        super().__init__(**own)
 
     def _max_age_for(self, name: str) -> int | None:
         # post_process saves only hashed names (and the manifest); sync_meta asks
