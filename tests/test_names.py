@@ -167,16 +167,33 @@ ODD_KEYS = ["ctl\x01a.txt", "esc\x1b[31m.txt", "a b+c%41.txt", "ü+ß.txt", "amp
             "bell\x07/inside.txt"]
 
 
-def test_keys_with_control_characters_list(s3: S3Target, prefix: str) -> None:
+def put_odd_keys(s3: S3Target, prefix: str) -> None:
     boto = s3.boto()
     for key in ODD_KEYS:
         boto.put_object(Bucket="test-bucket", Key=prefix + key, Body=key.encode())
+
+
+def test_keys_with_control_characters_list(s3: S3Target, prefix: str) -> None:
+    put_odd_keys(s3, prefix)
     client = s3.client()
     page = client.list_objects(prefix=prefix, delimiter="/")
     assert sorted(c[0] for c in page["Contents"]) == sorted(
         prefix + k for k in ODD_KEYS if "/" not in k)
     assert page["CommonPrefixes"] == [prefix + "bell\x07/"]
-    # page by page: the continuation token is not URL-encoded, and is sent back as is
+    storage = S3Storage(aws_s3_key_prefix=prefix)
+    dirs, files = storage.listdir("")
+    assert dirs == ["bell\x07"]
+    assert sorted(files) == sorted(k for k in ODD_KEYS if "/" not in k)
+    # the storage's own names are refused, but a key listed can be read with the client
+    assert client.get_object(prefix + "ctl\x01a.txt")[0] == b"ctl\x01a.txt"
+
+
+@pytest.mark.rgw_differs("NextContinuationToken is the last key as it is, not URL-encoded: "
+                         "a key with a control character there makes the reply bad XML")
+def test_keys_with_control_characters_list_page_by_page(s3: S3Target, prefix: str) -> None:
+    put_odd_keys(s3, prefix)
+    client = s3.client()
+    # the continuation token is not URL-encoded, and goes back as it came
     seen, token = [], None
     while True:
         page = client.list_objects(prefix=prefix, max_keys=1, continuation_token=token)
@@ -185,12 +202,6 @@ def test_keys_with_control_characters_list(s3: S3Target, prefix: str) -> None:
         if not page["IsTruncated"]:
             break
     assert sorted(seen) == sorted(prefix + k for k in ODD_KEYS)
-    storage = S3Storage(aws_s3_key_prefix=prefix)
-    dirs, files = storage.listdir("")
-    assert dirs == ["bell\x07"]
-    assert sorted(files) == sorted(k for k in ODD_KEYS if "/" not in k)
-    # the storage's own names are refused, but a key listed can be read with the client
-    assert client.get_object(prefix + "ctl\x01a.txt")[0] == b"ctl\x01a.txt"
 
 
 LIST_HEAD = (b'<?xml version="1.0" encoding="UTF-8"?>'
@@ -436,10 +447,11 @@ def test_debug_page_of_a_missing_file_shows_no_secret(s3: S3Target) -> None:
     with override_settings(AWS_SECRET_ACCESS_KEY=SECRET, AWS_SESSION_TOKEN=TOKEN,
                            AWS_ACCESS_KEY_ID="AKIDEXAMPLE"):
         storage = S3Storage()
-        with pytest.raises(FileNotFoundError):
+        # moto takes any key: FileNotFoundError; RGW refuses this one: S3Error
+        with pytest.raises(_s3.S3Error):
             try:
                 storage.open(f"missing-{uuid.uuid4().hex}.txt")
-            except FileNotFoundError:
+            except _s3.S3Error:
                 assert_no_secret(sys.exc_info(), "_open")
                 raise
 
