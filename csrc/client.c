@@ -87,6 +87,17 @@ dns_compatible(const char *b)
     return 1;
 }
 
+/* 1 when every byte is printable ASCII other than space: what may go into the
+ * URL's authority and the Host header as it is. */
+static int
+printable_token(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+            return 0;
+    return 1;
+}
+
 static void
 client_free_strings(Client *self)
 {
@@ -128,8 +139,9 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
                                      &connect_timeout, &read_timeout, &max_connections,
                                      &max_attempts, &verify, &ca))
         return -1;
-    if (bucket[0] == '\0' || strchr(bucket, '/')) {
-        PyErr_SetString(PyExc_ValueError, "bucket must be a bucket name, without '/'");
+    if (bucket[0] == '\0' || strchr(bucket, '/') || !printable_token(bucket)) {
+        PyErr_SetString(PyExc_ValueError, "bucket must be a bucket name, without '/', spaces "
+                        "or control characters");
         return -1;
     }
     if (region[0] == '\0' || strchr(region, '/')) {
@@ -156,11 +168,12 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
         return -1;
     }
     if (endpoint) {
-        if (sigv4_split_url(endpoint, &u) < 0 || u.query_len || strchr(endpoint, '@')) {
+        if (sigv4_split_url(endpoint, &u) < 0 || u.query_len || strchr(endpoint, '@') ||
+            !printable_token(endpoint)) {
             /* not echoed: it may hold user:password@ */
             PyErr_SetString(PyExc_ValueError,
-                            "endpoint_url must be http(s)://host[:port], without credentials "
-                            "or a query");
+                            "endpoint_url must be http(s)://host[:port], without credentials, "
+                            "a query, spaces or control characters");
             return -1;
         }
         n = strlen(endpoint);

@@ -136,6 +136,18 @@ def test_the_client_refuses_empty_and_nul_keys(fake: FakeS3) -> None:
     assert fake.requests == []
 
 
+@pytest.mark.parametrize("kwargs", [
+    {"bucket": "b\r\nX-Injected: 1", "addressing_style": "virtual"},
+    {"bucket": "b c"}, {"bucket": "b\x7f"}, {"bucket": "bü"},
+    {"endpoint_url": "http://127.0.0.1:9\r\nX-Injected: 1"},
+    {"endpoint_url": "http://127.0.0.1:9/a b"}, {"endpoint_url": "http://exämple.com"},
+])
+def test_the_client_refuses_what_would_break_the_url_or_host(kwargs: dict[str, Any]) -> None:
+    kwargs = {"bucket": "b", "endpoint_url": "http://127.0.0.1:9", **kwargs}
+    with pytest.raises(ValueError, match="spaces or control characters"):
+        _s3.Client(kwargs.pop("bucket"), **kwargs)
+
+
 # ---- names with control characters ---------------------------------------------------
 
 @pytest.mark.parametrize("name", ["a\nb.txt", "log\r\nINFO forged.txt", "nul\x00.txt",
