@@ -5,6 +5,7 @@ that records every request, and the test asserts it saw none.
 """
 from __future__ import annotations
 
+import io
 import pickle
 import sys
 import uuid
@@ -13,6 +14,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 from django.core.files.base import ContentFile
+from django.core.management import call_command
 from django.test import override_settings
 from django.views.debug import ExceptionReporter
 
@@ -214,6 +216,18 @@ def test_keys_with_control_characters_list_page_by_page(s3: S3Target, prefix: st
         if not page["IsTruncated"]:
             break
     assert sorted(seen) == sorted(prefix + k for k in ODD_KEYS)
+
+
+def test_sync_meta_rewrites_keys_with_control_characters(s3: S3Target, prefix: str) -> None:
+    put_odd_keys(s3, prefix)
+    out = io.StringIO()
+    with override_settings(AWS_S3_KEY_PREFIX=prefix.rstrip("/"), AWS_S3_MAX_AGE_SECONDS=321):
+        call_command("s3_sync_meta", "django.core.files.storage.default_storage", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert sorted(lines) == sorted(k if k.isprintable() else repr(k)[1:-1] for k in ODD_KEYS)
+    assert "ctl\\x01a.txt" in lines and "bell\\x07/inside.txt" in lines
+    head = s3.client().head_object(prefix + "esc\x1b[31m.txt")
+    assert head["CacheControl"] == "private,max-age=321"
 
 
 LIST_HEAD = (b'<?xml version="1.0" encoding="UTF-8"?>'
