@@ -485,11 +485,12 @@ def test_debug_page_of_a_missing_file_shows_no_secret(s3: S3Target) -> None:
 @pytest.mark.parametrize("cls", [S3Storage, StaticS3Storage, ManifestStaticS3Storage])
 def test_debug_page_of_a_failed_construction_shows_no_secret(fake: FakeS3, cls: type) -> None:
     kwargs = {"aws_s3_endpoint_url": fake.endpoint, "aws_access_key_id": "AKIDEXAMPLE",
-              "aws_secret_access_key": SECRET, "aws_session_token": TOKEN,
-              "aws_s3_acl": "no-such-acl"}
-    for bad in ({"aws_s3_acl": "no-such-acl"}, {"aws_s3_typo": 1},
-                {"aws_s3_endpoint_url": "ftp://nowhere"}):
-        with pytest.raises(ImproperlyConfigured):
+              "aws_secret_access_key": SECRET, "aws_session_token": TOKEN}
+    # refused by the settings' checks, by __init__, and by the C client in _setup
+    for bad, match in (({"aws_s3_acl": "no-such-acl"}, "AWS_S3_ACL"),
+                       ({"aws_s3_typo": 1}, "aws_s3_typo"),
+                       ({"aws_s3_endpoint_url": "ftp://nowhere"}, "endpoint_url")):
+        with pytest.raises(ImproperlyConfigured, match=match):
             try:
                 cls(**{**kwargs, **bad})
             except ImproperlyConfigured:
@@ -501,7 +502,7 @@ def test_debug_page_of_a_failed_construction_shows_no_secret(fake: FakeS3, cls: 
         env.setenv("AWS_SESSION_TOKEN", TOKEN)
         env.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
         with override_settings(AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY=""):
-            with pytest.raises(ImproperlyConfigured):
+            with pytest.raises(ImproperlyConfigured, match="endpoint_url"):
                 try:
                     cls(aws_s3_endpoint_url="ftp://nowhere")
                 except ImproperlyConfigured:
