@@ -207,6 +207,17 @@ proxy_valid(const char *p)
     return stop == end && port >= 1 && port <= 65535;
 }
 
+/* 1 when every byte is printable ASCII other than space: what may go into the
+ * URL's authority and the Host header as it is. */
+static int
+printable_token(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+            return 0;
+    return 1;
+}
+
 static void
 client_free_strings(Client *self)
 {
@@ -268,8 +279,9 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
         rc = -1;
         region = region_default;
     }
-    if (bucket[0] == '\0' || strchr(bucket, '/')) {
-        PyErr_SetString(PyExc_ValueError, "bucket must be a bucket name, without '/'");
+    if (bucket[0] == '\0' || strchr(bucket, '/') || !printable_token(bucket)) {
+        PyErr_SetString(PyExc_ValueError, "bucket must be a bucket name, without '/', spaces "
+                        "or control characters");
         return -1;
     }
     if (region[0] == '\0')
@@ -323,11 +335,11 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
         return -1;
     }
     if (endpoint) {
-        if (endpoint_copy(&b, endpoint) < 0) {
+        if (endpoint_copy(&b, endpoint) < 0 || !printable_token(endpoint)) {
             /* not echoed: it may hold user:password@ */
             PyErr_SetString(PyExc_ValueError,
-                            "endpoint_url must be http(s)://host[:port], without credentials "
-                            "or a query");
+                            "endpoint_url must be http(s)://host[:port], without credentials, "
+                            "a query, spaces or control characters");
             return -1;
         }
     } else if (buf_printf(&b, "https://s3.%s.amazonaws.com", region) < 0) {
@@ -503,6 +515,8 @@ check_ready(Client *self)
 enum { SINK_BUFFER, SINK_LIST, SINK_BODY };
 
 #define CALL_MAX_HEADERS 40
+#define CALL_MAX_HEADER_VALUE 8192   /* bytes; servers refuse far less in total */
+#define CALL_MAX_METADATA 2048       /* S3: names and values of x-amz-meta-* together */
 
 typedef struct {
     Client *client;
@@ -580,6 +594,33 @@ call_free(s3_call *k)
     k->creds = NULL;
 }
 
+/* The last guard before the wire: a header value holds no control character
+ * (TAB included: SigV4 servers disagree on how to canonicalise it) and stays
+ * under CALL_MAX_HEADER_VALUE bytes. The value itself is never echoed. */
+static int
+check_header_value(const char *name, const char *value, size_t value_len)
+{
+    size_t i;
+
+    if (value_len > CALL_MAX_HEADER_VALUE) {
+        PyErr_Format(PyExc_ValueError, "the %s header value is %zu bytes; at most %d are sent",
+                     name, value_len, CALL_MAX_HEADER_VALUE);
+        return -1;
+    }
+    for (i = 0; i < value_len; i++) {
+        unsigned char ch = (unsigned char)value[i];
+        if (ch < 0x20 || ch == 0x7f) {
+            char hex[8];
+            snprintf(hex, sizeof(hex), "\\x%02x", ch);
+            PyErr_Format(PyExc_ValueError,
+                         "the %s header may not contain control characters (%s at byte %zu)",
+                         name, hex, i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int
 call_add_header(s3_call *k, const char *name, const char *value, size_t value_len)
 {
@@ -589,11 +630,8 @@ call_add_header(s3_call *k, const char *name, const char *value, size_t value_le
         PyErr_SetString(PyExc_ValueError, "too many headers");
         return -1;
     }
-    if (memchr(value, '\n', value_len) || memchr(value, '\r', value_len) ||
-        memchr(value, '\0', value_len)) {
-        PyErr_Format(PyExc_ValueError, "the %s header may not contain line breaks", name);
+    if (check_header_value(name, value, value_len) < 0)
         return -1;
-    }
     v = malloc(value_len + 1);
     if (v == NULL) {
         PyErr_NoMemory();
@@ -755,23 +793,40 @@ call_region_hint(s3_call *k, char out[64])
     return 1;
 }
 
+/* The UTF-8 of an object key: 1 to 1024 bytes, no NUL. An empty key would make
+ * a bucket request of an object one (a presigned GET of it lists the bucket). */
+static const char *
+key_utf8(PyObject *key, Py_ssize_t *n)
+{
+    const char *s;
+
+    if (!PyUnicode_Check(key)) {
+        PyErr_SetString(PyExc_TypeError, "key must be str");
+        return NULL;
+    }
+    s = PyUnicode_AsUTF8AndSize(key, n);
+    if (s == NULL)
+        return NULL;
+    if (*n == 0 || *n > 1024) {
+        PyErr_SetString(PyExc_ValueError, "an S3 key is 1 to 1024 bytes of UTF-8");
+        return NULL;
+    }
+    if (memchr(s, '\0', (size_t)*n)) {
+        PyErr_SetString(PyExc_ValueError, "an S3 key may not contain NUL");
+        return NULL;
+    }
+    return s;
+}
+
 static int
 call_set_key(s3_call *k, PyObject *key)
 {
     const char *s;
     Py_ssize_t n;
 
-    if (!PyUnicode_Check(key)) {
-        PyErr_SetString(PyExc_TypeError, "key must be str");
-        return -1;
-    }
-    s = PyUnicode_AsUTF8AndSize(key, &n);
+    s = key_utf8(key, &n);
     if (s == NULL)
         return -1;
-    if (n == 0 || n > 1024) {
-        PyErr_SetString(PyExc_ValueError, "an S3 key is 1 to 1024 bytes of UTF-8");
-        return -1;
-    }
     k->key = malloc((size_t)n + 1);
     if (k->key == NULL || call_put_base(k) < 0 || buf_append_uri(&k->url, s, (size_t)n, 1) < 0) {
         PyErr_NoMemory();
@@ -1501,6 +1556,7 @@ add_metadata(s3_call *k, PyObject *meta)
 {
     Py_ssize_t pos = 0;
     PyObject *name, *value;
+    size_t total = 0;
 
     if (!PyDict_Check(meta)) {
         PyErr_SetString(PyExc_TypeError, "metadata must be a dict of str to str");
@@ -1530,6 +1586,19 @@ add_metadata(s3_call *k, PyObject *meta)
         }
         if (nl == 0) {
             PyErr_SetString(PyExc_ValueError, "metadata names may not be empty");
+            return -1;
+        }
+        for (i = 0; i < vl; i++) {
+            if ((unsigned char)v[i] > 0x7e) {
+                PyErr_Format(PyExc_ValueError, "the value of metadata %R is not US-ASCII, the "
+                             "only characters S3 accepts in metadata", name);
+                return -1;
+            }
+        }
+        total += (size_t)nl + (size_t)vl;
+        if (total > CALL_MAX_METADATA) {
+            PyErr_Format(PyExc_ValueError, "metadata names and values add up to more than "
+                         "%d bytes, the most S3 accepts", CALL_MAX_METADATA);
             return -1;
         }
         if (buf_puts(&h, "x-amz-meta-") < 0 || buf_append(&h, n, (size_t)nl) < 0) {
@@ -1780,13 +1849,9 @@ client_copy_object(PyObject *self_, PyObject *args, PyObject *kw)
     } else {
         b = self->bucket;
     }
-    s = b ? PyUnicode_AsUTF8AndSize(src, &n) : NULL;
+    s = b ? key_utf8(src, &n) : NULL;
     if (s == NULL)
         goto done;
-    if (n == 0) {
-        PyErr_SetString(PyExc_ValueError, "an S3 key is 1 to 1024 bytes of UTF-8");
-        goto done;
-    }
     if (buf_putc(&source, '/') < 0 || buf_append_uri(&source, b, strlen(b), 0) < 0 ||
         buf_putc(&source, '/') < 0 || buf_append_uri(&source, s, (size_t)n, 1) < 0) {
         PyErr_NoMemory();
@@ -1916,7 +1981,9 @@ client_list_objects(PyObject *self_, PyObject *args, PyObject *kw)
     if (add_query(&q, "continuation-token", token) < 0 ||
         add_query(&q, "delimiter", delimiter) < 0)
         goto done;
-    if (buf_puts(&q, q.len ? "&list-type=2" : "?list-type=2") < 0) {
+    /* keys XML 1.0 cannot carry (control characters) come percent-encoded */
+    if (buf_puts(&q, q.len ? "&encoding-type=url&list-type=2"
+                           : "?encoding-type=url&list-type=2") < 0) {
         PyErr_NoMemory();
         goto done;
     }
@@ -1952,11 +2019,7 @@ client_url(PyObject *self_, PyObject *key)
 
     if (check_ready(self) < 0)
         return NULL;
-    if (!PyUnicode_Check(key)) {
-        PyErr_SetString(PyExc_TypeError, "key must be str");
-        return NULL;
-    }
-    if ((s = PyUnicode_AsUTF8AndSize(key, &n)) == NULL || client_check_fork(self) < 0)
+    if ((s = key_utf8(key, &n)) == NULL || client_check_fork(self) < 0)
         return NULL;
     pthread_mutex_lock(&self->where_lock);
     rc = buf_puts(&u, self->public_base ? self->public_base : self->base);
@@ -1992,7 +2055,7 @@ client_presign(PyObject *self_, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_ValueError, "expires must be between 1 and 604800 seconds");
         return NULL;
     }
-    if ((s = PyUnicode_AsUTF8AndSize(key, &n)) == NULL || client_check_fork(self) < 0)
+    if ((s = key_utf8(key, &n)) == NULL || client_check_fork(self) < 0)
         return NULL;
     /* the public URL, when there is one: its host is the one signed */
     pthread_mutex_lock(&self->where_lock);

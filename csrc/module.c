@@ -35,6 +35,41 @@ set_attr_str(PyObject *o, const char *name, const char *v)
     return rc;
 }
 
+/* Text for a message, with what could forge a log line shown escaped: C0 and
+ * C1 control characters, DEL, U+2028/U+2029, and the backslash itself. */
+static int
+escape_text(buf_t *b, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+
+    if (buf_append(b, "", 0) < 0)   /* data is "" even when nothing follows */
+        return -1;
+    for (; *p; p++) {
+        int rc;
+        if (*p == '\\')
+            rc = buf_puts(b, "\\\\");
+        else if (*p == '\n')
+            rc = buf_puts(b, "\\n");
+        else if (*p == '\r')
+            rc = buf_puts(b, "\\r");
+        else if (*p == '\t')
+            rc = buf_puts(b, "\\t");
+        else if (*p < 0x20 || *p == 0x7f)
+            rc = buf_printf(b, "\\x%02x", *p);
+        else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+            rc = buf_printf(b, "\\x%02x", p[1]);
+            p++;
+        } else if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9)) {
+            rc = buf_printf(b, "\\u%04x", p[2] == 0xa8 ? 0x2028 : 0x2029);
+            p += 2;
+        } else
+            rc = buf_putc(b, (char)*p);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
 PyObject *
 s3_raise(s3_state *st, int status, const char *code, const char *message,
          const char *request_id, const char *bucket, const char *key)
@@ -42,17 +77,23 @@ s3_raise(s3_state *st, int status, const char *code, const char *message,
     int missing = status == 404 || (code && (strcmp(code, "NoSuchKey") == 0));
     PyObject *type = missing ? st->S3NotFoundError : st->S3Error;
     PyObject *exc = NULL, *text = NULL, *num = NULL;
+    buf_t ec = BUF_INIT, em = BUF_INIT, er = BUF_INIT, ek = BUF_INIT;
 
+    /* the server's words and the key may carry anything: escaped in the text,
+     * as they are in the attributes */
+    if (escape_text(&ec, code && code[0] ? code : "Error") < 0 ||
+        escape_text(&em, message) < 0 || escape_text(&er, request_id) < 0 ||
+        escape_text(&ek, key) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
     if (status > 0)
-        text = PyUnicode_FromFormat("%s (HTTP %d%s%s)%s%s%s%s", code && code[0] ? code : "Error",
-                                    status, key && key[0] ? ", key " : "",
-                                    key && key[0] ? key : "", message && message[0] ? ": " : "",
-                                    message && message[0] ? message : "",
-                                    request_id && request_id[0] ? ", request id " : "",
-                                    request_id && request_id[0] ? request_id : "");
+        text = PyUnicode_FromFormat("%s (HTTP %d%s%s)%s%s%s%s", ec.data, status,
+                                    ek.data[0] ? ", key " : "", ek.data,
+                                    em.data[0] ? ": " : "", em.data,
+                                    er.data[0] ? ", request id " : "", er.data);
     else
-        text = PyUnicode_FromFormat("%s: %s", code && code[0] ? code : "Error",
-                                    message ? message : "");
+        text = PyUnicode_FromFormat("%s: %s", ec.data, em.data);
     if (text == NULL)
         goto done;
     /* a missing key carries ENOENT, as FileNotFoundError from open() does */
@@ -67,6 +108,10 @@ s3_raise(s3_state *st, int status, const char *code, const char *message,
         goto done;
     PyErr_SetObject(type, exc);
 done:
+    buf_free(&ec);
+    buf_free(&em);
+    buf_free(&er);
+    buf_free(&ek);
     Py_XDECREF(text);
     Py_XDECREF(exc);
     Py_XDECREF(num);

@@ -164,6 +164,18 @@ xml_at(const xml_sax *x, int depth, const char *const *names)
 /* ---- ListBucketResult -------------------------------------------------- */
 
 static int
+hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static int
 arena_str(xml_list *l, xml_str *s)
 {
     s->off = l->arena.len;
@@ -200,10 +212,47 @@ grow(void **arr, size_t *cap, size_t n, size_t size)
     return 0;
 }
 
+/* Undoes encoding-type=url in place (the result is never longer): '+' is a
+ * space, %XX a byte; a malformed escape stays as it is. */
+static void
+url_decode_in_place(char *a, xml_str *s)
+{
+    char *p = a + s->off, *w = p;
+    size_t i, n = s->len;
+
+    for (i = 0; i < n; i++) {
+        int hi, lo;
+        if (p[i] == '+') {
+            *w++ = ' ';
+        } else if (p[i] == '%' && i + 2 < n && (hi = hex_digit(p[i + 1])) >= 0 &&
+                   (lo = hex_digit(p[i + 2])) >= 0) {
+            *w++ = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            *w++ = p[i];
+        }
+    }
+    s->len = (size_t)(w - (a + s->off));
+}
+
+static void
+list_decode(xml_list *l)
+{
+    size_t i;
+
+    if (l->arena.data == NULL)
+        return;
+    for (i = 0; i < l->nobjects; i++)
+        url_decode_in_place(l->arena.data, &l->objects[i].key);
+    for (i = 0; i < l->nprefixes; i++)
+        url_decode_in_place(l->arena.data, &l->prefixes[i]);
+}
+
 static const char *const P_CONTENTS[] = {"ListBucketResult", "Contents"};
 static const char *const P_PREFIX[] = {"ListBucketResult", "CommonPrefixes", "Prefix"};
 static const char *const P_TRUNC[] = {"ListBucketResult", "IsTruncated"};
 static const char *const P_TOKEN[] = {"ListBucketResult", "NextContinuationToken"};
+static const char *const P_ENCODING[] = {"ListBucketResult", "EncodingType"};
 
 static int
 list_end(xml_sax *x)
@@ -215,6 +264,12 @@ list_end(xml_sax *x)
     if (x->depth == 1 && strcmp(x->path[0], "ListBucketResult") != 0) {
         x->error = "the reply is not a ListBucketResult";
         return -1;
+    }
+    if (x->depth == 1) {
+        /* EncodingType may come after the keys it describes */
+        if (l->url_encoded)
+            list_decode(l);
+        return 0;
     }
     if (x->depth == 3 && strcmp(x->path[1], "Contents") == 0 &&
         strcmp(x->path[0], "ListBucketResult") == 0) {
@@ -249,6 +304,10 @@ list_end(xml_sax *x)
     }
     if (xml_at(x, 2, P_TRUNC)) {
         l->is_truncated = x->text.len == 4 && memcmp(x->text.data, "true", 4) == 0;
+        return 0;
+    }
+    if (xml_at(x, 2, P_ENCODING)) {
+        l->url_encoded = x->text.len == 3 && memcmp(x->text.data, "url", 3) == 0;
         return 0;
     }
     if (xml_at(x, 2, P_TOKEN)) {

@@ -51,12 +51,16 @@ typedef struct {
     xml_str next_token;
     int has_next_token;
     int is_truncated;
+    int url_encoded;                /* <EncodingType>url</EncodingType> was in the reply */
     xml_object cur;
 } xml_list;
 
 int xml_list_init(xml_list *l);
 void xml_list_free(xml_list *l);
-/* Feed with xml_sax_feed(&l->sax, ...), end with xml_sax_finish(&l->sax). */
+/* Feed with xml_sax_feed(&l->sax, ...), end with xml_sax_finish(&l->sax). When the
+ * reply says <EncodingType>url</EncodingType> (asked for with encoding-type=url), the
+ * keys and common prefixes are decoded ('+' is a space, %XX a byte) when the document
+ * ends; NextContinuationToken is opaque and never encoded. */
 
 /* The small replies: the Error document and CopyObjectResult (S3 may send an
  * Error document with status 200 for a copy, so one parser reads both). */

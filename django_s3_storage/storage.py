@@ -53,6 +53,22 @@ _EXTRA_PARAMS = {
     "VersionId": "versionId",
 }
 _SIGNATURE_VERSIONS = (None, "", "s3v4", "v4")
+# The canned ACLs S3 accepts on an object (AWS_S3_ACL).
+_CANNED_ACLS = ("private", "public-read", "public-read-write", "authenticated-read",
+                "aws-exec-read", "bucket-owner-read", "bucket-owner-full-control")
+# A header value S3 reads: printable US-ASCII. TAB is refused with the other control
+# characters (SigV4 implementations disagree on canonicalising it), and S3 accepts
+# metadata in US-ASCII only.
+_NOT_HEADER_TEXT = re.compile(r"[^\x20-\x7e]")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_HEADER_VALUE_MAX = 8192     # bytes per value; the C client refuses more too
+_METADATA_MAX = 2048         # S3: names and values of user metadata together
+_METADATA_NAME = re.compile(r"[A-Za-z0-9._-]+\Z")
+_REGION = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
+# Attribute and keyword names whose values never show in a repr (Django's reporter
+# prints locals with repr even when DEBUG hides nothing else).
+_SECRET_NAMES = re.compile("SECRET|TOKEN|PASS|SIGNATURE", re.I)
+_MASK = "********************"
 
 
 def _callable_setting(value: Any, name: str) -> Any:
@@ -129,6 +145,52 @@ def _user_agent() -> str:
     return f"django-s3-storage/{__version__} {_s3.curl_version.split()[0]}"
 
 
+def _header_problem(value: str, limit: int = _HEADER_VALUE_MAX, secret: bool = False,
+                    spaces: bool = True) -> str | None:
+    """Why `value` cannot go into an HTTP header as it is, or None. A secret's
+    characters are never quoted."""
+    bad = _NOT_HEADER_TEXT.search(value) or (None if spaces else re.search(" ", value))
+    if bad:
+        ch = bad.group()
+        kind = ("a space" if ch == " " else "a control character"
+                if ch < " " or ch == "\x7f" else "a non-ASCII character")
+        where = f"at position {bad.start()}" if secret else f"{ch!r} at position {bad.start()}"
+        return (f"holds {kind} ({where}); only printable US-ASCII can go into an S3 request "
+                "header" + ("" if spaces else ", without spaces"))
+    if len(value) > limit:
+        return f"is {len(value)} characters long; at most {limit} are sent"
+    return None
+
+
+class _Secret(str):
+    """A str whose repr hides it, for the locals a traceback shows."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(_MASK)
+
+
+def _secret(value: Any) -> Any:
+    return _Secret(value) if isinstance(value, str) and value else value
+
+
+class _MaskedKwargs(dict):  # type: ignore[type-arg]
+    """The storage's keyword arguments: their repr hides secrets."""
+
+    def __repr__(self) -> str:
+        return repr({k: _MASK if _SECRET_NAMES.search(str(k)) else v for k, v in self.items()})
+
+
+class _Settings(SimpleNamespace):
+    """A storage's resolved settings: the repr hides secrets."""
+
+    def __repr__(self) -> str:
+        items = ", ".join(f"{k}={_MASK!r}" if _SECRET_NAMES.search(k) else f"{k}={v!r}"
+                          for k, v in vars(self).items())
+        return f"{type(self).__name__}({items})"
+
+
 def _to_posix(name: str) -> str:
     return name.replace(os.sep, "/") if os.sep != "/" else name
 
@@ -192,6 +254,7 @@ class S3Storage(Storage):
         "AWS_S3_VERIFY": True,
         "AWS_S3_PROXY": "",
         "AWS_S3_PUBLIC_ENDPOINT_URL": "",
+        "AWS_S3_ACL": "auto",
     }
 
     s3_settings_suffix = ""
@@ -201,6 +264,8 @@ class S3Storage(Storage):
     spool_max_size = 10 * 1024 * 1024
 
     def __init__(self, **kwargs: Any) -> None:
+        # rebound first: a traceback through here shows the keyword arguments masked
+        kwargs = _MaskedKwargs(self.__dict__.pop("_s3_kwargs", {}), **kwargs)
         for key in kwargs:
             upper = key.upper()
             if upper not in self.default_auth_settings and upper not in self.default_s3_settings:
@@ -213,9 +278,11 @@ class S3Storage(Storage):
     # ---- settings ----------------------------------------------------------
 
     def _setup(self) -> None:
-        s = SimpleNamespace()
+        s = _Settings()
         for key, default in self.default_auth_settings.items():
             setattr(s, key, self._kwargs.get(key.lower(), getattr(settings, key, default)))
+        s.AWS_SECRET_ACCESS_KEY = _secret(s.AWS_SECRET_ACCESS_KEY)
+        s.AWS_SESSION_TOKEN = _secret(s.AWS_SESSION_TOKEN)
         for key, default in self.default_s3_settings.items():
             setattr(s, key, self._kwargs.get(
                 key.lower(), getattr(settings, key + self.s3_settings_suffix, default)))
@@ -232,6 +299,7 @@ class S3Storage(Storage):
             raise ImproperlyConfigured(
                 f"AWS_S3_ADDRESSING_STYLE{suffix} must be 'auto', 'path' or 'virtual', "
                 f"not {s.AWS_S3_ADDRESSING_STYLE!r}.")
+        self._check_settings(s)
         # Only the settings' own keys: the environment, the shared files and the
         # roles are the C Client's to find, lazily, on the first request.
         if bool(s.AWS_ACCESS_KEY_ID) != bool(s.AWS_SECRET_ACCESS_KEY):
@@ -268,6 +336,76 @@ class S3Storage(Storage):
             self._prefix = ""
         self.settings = s
 
+    def _check_settings(self, s: _Settings) -> None:
+        """Refuses, naming the setting, every value that would reach a request
+        header, the credential scope or the URL in a form the wire cannot carry."""
+        sfx = self.s3_settings_suffix
+
+        def refuse(setting: str, problem: str) -> None:
+            raise ImproperlyConfigured(f"{setting} {problem}.")
+
+        for key, limit in (("AWS_REGION", 64), ("AWS_ACCESS_KEY_ID", 128),
+                           ("AWS_SESSION_TOKEN", _HEADER_VALUE_MAX)):
+            value = getattr(s, key)
+            if value is None or value == "":
+                continue   # not set: the client resolves it
+            if not isinstance(value, str):
+                refuse(key, f"must be a string, not {type(value).__name__}")
+            problem = _header_problem(value, limit, secret=True, spaces=False)
+            if problem:
+                refuse(key, problem)
+            if key == "AWS_REGION" and not _REGION.match(value):
+                refuse(key, f"= {value!r} is not a region name such as 'us-east-1'")
+            if key == "AWS_ACCESS_KEY_ID" and ("/" in value or "," in value):
+                refuse(key, "holds '/' or ',', which break the credential scope")
+        for key in ("AWS_S3_BUCKET_NAME", "AWS_S3_ENDPOINT_URL"):
+            value = getattr(s, key)
+            if value:
+                problem = _header_problem(str(value), 2048, secret=True, spaces=False)
+                if problem:
+                    refuse(key + sfx, problem)
+        bad = _CONTROL_CHARS.search(s.AWS_S3_KEY_PREFIX or "")
+        if bad:
+            refuse("AWS_S3_KEY_PREFIX" + sfx, f"holds a control character ({bad.group()!r}); "
+                   "names with control characters are refused")
+        acl = s.AWS_S3_ACL
+        if acl is not None and acl != "auto" and acl not in _CANNED_ACLS:
+            refuse("AWS_S3_ACL" + sfx, f"= {acl!r} is not supported: use 'auto' (private with "
+                   "AWS_S3_BUCKET_AUTH, else public-read), None (send no ACL: buckets that "
+                   f"refuse ACLs) or one of S3's canned ACLs: {', '.join(_CANNED_ACLS)}")
+        for key in ("AWS_S3_MAX_AGE_SECONDS", "AWS_S3_MAX_AGE_SECONDS_CACHED"):
+            value = getattr(s, key, 0)
+            if not ((isinstance(value, int) and not isinstance(value, bool) and value >= 0) or
+                    (isinstance(value, str) and value.isascii() and value.isdigit())):
+                refuse(key + sfx, f"= {value!r} must be a whole number of seconds")
+        for key in ("AWS_S3_CONTENT_DISPOSITION", "AWS_S3_CONTENT_LANGUAGE",
+                    "AWS_S3_KMS_ENCRYPTION_KEY_ID", "AWS_S3_ENCRYPT_KEY"):
+            value = getattr(s, key)
+            if not value or callable(value) or isinstance(value, bool):
+                continue
+            if not isinstance(value, str):
+                refuse(key + sfx, f"must be a string or a callable, not {type(value).__name__}")
+            problem = _header_problem(value)
+            if problem:
+                refuse(key + sfx, problem)
+        meta = s.AWS_S3_METADATA
+        if not isinstance(meta, dict):
+            refuse("AWS_S3_METADATA" + sfx, f"must be a dict, not {type(meta).__name__}")
+        total = 0
+        for name, value in meta.items():
+            if not isinstance(name, str) or not _METADATA_NAME.match(name):
+                refuse("AWS_S3_METADATA" + sfx, f"name {name!r} is not a valid metadata name "
+                       "(letters, digits, '-', '_' and '.')")
+            total += len(name)
+            if not callable(value):
+                problem = _header_problem(str(value))
+                if problem:
+                    refuse(f"AWS_S3_METADATA{sfx}[{name!r}]", problem)
+                total += len(str(value))
+        if total > _METADATA_MAX:
+            refuse("AWS_S3_METADATA" + sfx, f"adds up to {total} bytes of names and values; "
+                   f"S3 accepts {_METADATA_MAX} in total")
+
     _CONFIGURED = ("settings", "_client", "_prefix")
 
     def _setting_changed_received(self, setting: str, **kwargs: Any) -> None:
@@ -299,9 +437,14 @@ class S3Storage(Storage):
         A name that would land outside the prefix is refused before any request."""
         name = _to_posix(name)
         if name and "//" not in name and "/." not in name and name[0] not in "./" \
-                and name[-1] != "/":
+                and name[-1] != "/" and name.isprintable():
             # nothing to normalise and nowhere to escape to: the common case, made cheap
             return f"{self._prefix}/{name}" if self._prefix else name
+        bad = _CONTROL_CHARS.search(name)
+        if bad:
+            raise SuspiciousFileOperation(
+                f"The name {name!r} holds a control character ({bad.group()!r}); "
+                "such names are refused.")
         name = name.lstrip("/")
         key = posixpath.normpath(posixpath.join(self._prefix, name)) if name else self._prefix
         if key == ".":
@@ -313,25 +456,66 @@ class S3Storage(Storage):
                 f"The name {name!r} resolves outside the storage's key prefix.")
         return key
 
+    def _object_key(self, name: str) -> str:
+        """The key of the object `name` names: never the prefix itself or the
+        bucket's root, which no object has (a URL of the root lists the bucket)."""
+        key = self._get_key_name(name)
+        if not key or key == self._prefix:
+            raise SuspiciousFileOperation(
+                f"The name {name!r} names no file: it resolves to the storage's root.")
+        return key
+
+    def _acl(self) -> str | None:
+        """The canned ACL uploads and copies send (None: no x-amz-acl header)."""
+        acl = self.settings.AWS_S3_ACL
+        if acl == "auto":
+            return "private" if self.settings.AWS_S3_BUCKET_AUTH else "public-read"
+        return acl
+
+    def _from_callable(self, value: Any, setting: str) -> Any:
+        """A callable setting's return value, refused before any request when it
+        cannot go into a header; the error names the setting."""
+        problem = (_header_problem(value) if isinstance(value, str)
+                   else f"is a {type(value).__name__}, not a str")
+        if problem:
+            raise ValueError(f"The callable of {setting}{self.s3_settings_suffix} returned a "
+                             f"value that {problem}.")
+        return value
+
+    def _check_metadata_total(self, metadata: dict[str, str]) -> None:
+        total = sum(len(k) + len(v) for k, v in metadata.items())
+        if total > _METADATA_MAX:
+            raise ValueError(f"AWS_S3_METADATA{self.s3_settings_suffix} adds up to {total} "
+                             f"bytes of names and values with this file; S3 accepts "
+                             f"{_METADATA_MAX} in total.")
+
     # ---- uploads ---------------------------------------------------------------
 
     def _put_params(self, name: str, max_age: int | None = None) -> dict[str, Any]:
         s = self.settings
         auth = s.AWS_S3_BUCKET_AUTH
         params: dict[str, Any] = {
-            "acl": "private" if auth else "public-read",
+            "acl": self._acl(),
             "cache_control": "{},max-age={}".format(
                 "private" if auth else "public",
                 s.AWS_S3_MAX_AGE_SECONDS if max_age is None else max_age),
             "metadata": {k: str(_callable_setting(v, name)) for k, v in s.AWS_S3_METADATA.items()},
             "storage_class": "REDUCED_REDUNDANCY" if s.AWS_S3_REDUCED_REDUNDANCY else "STANDARD",
         }
+        for key, value in s.AWS_S3_METADATA.items():
+            if callable(value):
+                self._from_callable(params["metadata"][key], f"AWS_S3_METADATA[{key!r}]")
+        self._check_metadata_total(params["metadata"])
         disposition = _callable_setting(s.AWS_S3_CONTENT_DISPOSITION, name)
         if disposition:
             params["content_disposition"] = disposition
+            if callable(s.AWS_S3_CONTENT_DISPOSITION):
+                self._from_callable(disposition, "AWS_S3_CONTENT_DISPOSITION")
         language = _callable_setting(s.AWS_S3_CONTENT_LANGUAGE, name)
         if language:
             params["content_language"] = language
+            if callable(s.AWS_S3_CONTENT_LANGUAGE):
+                self._from_callable(language, "AWS_S3_CONTENT_LANGUAGE")
         if s.AWS_S3_ENCRYPT_KEY:
             if isinstance(s.AWS_S3_ENCRYPT_KEY, str):
                 params["server_side_encryption"] = s.AWS_S3_ENCRYPT_KEY
@@ -363,6 +547,7 @@ class S3Storage(Storage):
         return data
 
     def _save(self, name: str, content: Any) -> str:
+        key = self._object_key(name)
         params = self._put_params(name, self._max_age_for(name))
         data = self._read_content(content)
         content_type = self._content_type(name)
@@ -372,8 +557,9 @@ class S3Storage(Storage):
             if len(packed) < len(data):
                 params["content_encoding"] = "gzip"
                 params["metadata"][UNCOMPRESSED_SIZE_META_KEY] = str(len(data))
+                self._check_metadata_total(params["metadata"])
                 data = packed
-        self._client.put_object(self._get_key_name(name), data, **params)
+        self._client.put_object(key, data, **params)
         return name
 
     # ---- reads -------------------------------------------------------------------
@@ -384,7 +570,7 @@ class S3Storage(Storage):
         import tempfile
 
         body, _meta = self._client.get_object(
-            self._get_key_name(name), decompress=True, spool_max=self.spool_max_size,
+            self._object_key(name), decompress=True, spool_max=self.spool_max_size,
             spool_dir=tempfile.gettempdir())
         file: Any = io.BytesIO(body) if isinstance(body, bytes) else body
         if "b" not in mode:
@@ -393,7 +579,7 @@ class S3Storage(Storage):
 
     def meta(self, name: str) -> dict[str, Any]:
         """The object's headers in the shape of boto3's head_object."""
-        meta = self._client.head_object(self._get_key_name(name))
+        meta = self._client.head_object(self._object_key(name))
         metadata = meta.get("Metadata")
         if metadata and "uncompressed-size" in metadata and \
                 UNCOMPRESSED_SIZE_META_KEY not in metadata:
@@ -404,16 +590,17 @@ class S3Storage(Storage):
         return meta
 
     def delete(self, name: str) -> None:
-        self._client.delete_object(self._get_key_name(name))
+        self._client.delete_object(self._object_key(name))
 
     def exists(self, name: str) -> bool:
         # False only for not-found: anything else raises, or get_available_name
         # could overwrite a file that exists.
         name = _to_posix(name)
-        if name.endswith("/") or not name.strip("/"):
+        key = self._get_key_name(name)
+        if name.endswith("/") or key == self._prefix:   # "", "/", ".", "a/..": the root
             return self._dir_exists(name)
         try:
-            self._client.head_object(self._get_key_name(name))
+            self._client.head_object(key)
         except FileNotFoundError:
             return self._dir_exists(name)
         return True
@@ -458,12 +645,13 @@ class S3Storage(Storage):
             if extra_params or client_method != "get_object":
                 raise ValueError("Use of extra_params or client_method is not allowed with "
                                  "AWS_S3_PUBLIC_URL")
+            self._object_key(name)   # the same names as the other forms, or none
             return urljoin(s.AWS_S3_PUBLIC_URL, filepath_to_uri(name))
         if not s.AWS_S3_BUCKET_AUTH:
             if extra_params or client_method != "get_object":
                 raise ValueError("Use of extra_params or client_method is only allowed with "
                                  "AWS_S3_BUCKET_AUTH")
-            return self._client.url(self._get_key_name(name))
+            return self._client.url(self._object_key(name))
         method = _CLIENT_METHODS.get(client_method)
         if method is None:
             raise ValueError(f"client_method {client_method!r} is not supported: use one of "
@@ -475,7 +663,11 @@ class S3Storage(Storage):
                 raise ValueError(f"extra_params {', '.join(unknown)} not supported: use "
                                  f"{', '.join(sorted(_EXTRA_PARAMS))}")
             query = {_EXTRA_PARAMS[k]: str(v) for k, v in extra_params.items()}
-        return self._client.presign(method, self._get_key_name(name),
+            for k, v in extra_params.items():
+                # S3 sends the response-* parameters back as headers of its reply
+                if _CONTROL_CHARS.search(str(v)):
+                    raise ValueError(f"extra_params[{k!r}] holds a control character")
+        return self._client.presign(method, self._object_key(name),
                                     expires=int(s.AWS_S3_MAX_AGE_SECONDS), query=query)
 
     # ---- times -------------------------------------------------------------------
@@ -509,12 +701,13 @@ class S3Storage(Storage):
         cut = len(name) - max_length
         if cut >= len(root):
             raise SuspiciousFileOperation(
-                f'Storage cannot fit "{name}" in {max_length} characters; use a shorter name.')
+                f"Storage cannot fit {name!r} in {max_length} characters; use a shorter name.")
         return posixpath.join(dir_name, root[:-cut] + ext)
 
     def copy(self, src: str, dst: str) -> str:
-        """Copies src to dst inside the bucket (S3 CopyObject: no download)."""
-        self._client.copy_object(self._get_key_name(src), self._get_key_name(dst))
+        """Copies src to dst inside the bucket (S3 CopyObject: no download). The
+        copy gets AWS_S3_ACL's ACL, as a saved file would (S3 copies no ACL)."""
+        self._client.copy_object(self._object_key(src), self._object_key(dst), acl=self._acl())
         return dst
 
     def rename(self, src: str, dst: str) -> str:
@@ -571,6 +764,15 @@ class ManifestStaticS3Storage(ManifestFilesMixin, StaticS3Storage):
                            "AWS_S3_MAX_AGE_SECONDS_CACHED": 60 * 60 * 24 * 365}
     _hashing = False
     _known_hashed: frozenset[str] = frozenset()
+
+    def __init__(self, **kwargs: Any) -> None:
+        # Django's mixins would hold the keyword arguments (secrets too) in plain
+        # dicts that a traceback shows: the S3 ones go around them, masked.
+        kwargs = _MaskedKwargs(kwargs)
+        own = {k: kwargs.pop(k) for k in ("manifest_location", "manifest_storage")
+               if k in kwargs}
+        self._s3_kwargs = kwargs
+        super().__init__(**own)
 
     def _max_age_for(self, name: str) -> int | None:
         # post_process saves only hashed names (and the manifest); sync_meta asks

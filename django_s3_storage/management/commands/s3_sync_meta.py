@@ -28,4 +28,5 @@ class Command(BaseCommand):
                 raise CommandError(f"{storage_path!r} is not an S3 storage (no sync_meta_iter)")
             for path in storage.sync_meta_iter():
                 if verbosity >= 1:
-                    self.stdout.write(path)
+                    # a key with a control character must not forge an output line
+                    self.stdout.write(path if path.isprintable() else repr(path)[1:-1])
