@@ -335,7 +335,7 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
         return -1;
     }
     if (endpoint) {
-        if (endpoint_copy(&b, endpoint) < 0 || !printable_token(endpoint)) {
+        if (!printable_token(endpoint) || endpoint_copy(&b, endpoint) < 0) {
             /* not echoed: it may hold user:password@ */
             PyErr_SetString(PyExc_ValueError,
                             "endpoint_url must be http(s)://host[:port], without credentials, "
@@ -825,7 +825,7 @@ call_set_key(s3_call *k, PyObject *key)
     Py_ssize_t n;
 
     s = key_utf8(key, &n);
-    if (s == NULL)
+    if (s == NULL || client_check_fork(k->client) < 0)
         return -1;
     k->key = malloc((size_t)n + 1);
     if (k->key == NULL || call_put_base(k) < 0 || buf_append_uri(&k->url, s, (size_t)n, 1) < 0) {
@@ -1994,6 +1994,8 @@ client_list_objects(PyObject *self_, PyObject *args, PyObject *kw)
     if (add_query(&q, "prefix", prefix == Py_None ? NULL : prefix) < 0 ||
         add_query(&q, "start-after", after) < 0)
         goto done;
+    if (client_check_fork(self) < 0)
+        goto done;
     if (call_put_base(&k) < 0 || buf_append(&k.url, q.data, q.len) < 0) {
         PyErr_NoMemory();
         goto done;
@@ -2019,11 +2021,18 @@ client_url(PyObject *self_, PyObject *key)
 
     if (check_ready(self) < 0)
         return NULL;
-    if ((s = key_utf8(key, &n)) == NULL || client_check_fork(self) < 0)
+    if ((s = key_utf8(key, &n)) == NULL)
         return NULL;
-    pthread_mutex_lock(&self->where_lock);
-    rc = buf_puts(&u, self->public_base ? self->public_base : self->base);
-    pthread_mutex_unlock(&self->where_lock);
+    if (self->public_base || !self->aws_endpoint) {
+        /* neither changes after __init__: only AWS's own host follows the region */
+        rc = buf_puts(&u, self->public_base ? self->public_base : self->base);
+    } else {
+        if (client_check_fork(self) < 0)
+            return NULL;
+        pthread_mutex_lock(&self->where_lock);
+        rc = buf_puts(&u, self->base);
+        pthread_mutex_unlock(&self->where_lock);
+    }
     if (rc < 0 || buf_append_uri(&u, s, (size_t)n, 1) < 0)
         PyErr_NoMemory();
     else

@@ -64,10 +64,10 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _HEADER_VALUE_MAX = 8192     # bytes per value; the C client refuses more too
 _METADATA_MAX = 2048         # S3: names and values of user metadata together
 _METADATA_NAME = re.compile(r"[A-Za-z0-9._-]+\Z")
-_REGION = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
+_REGION = re.compile(r"[A-Za-z0-9._-]{1,63}\Z")   # the C Client keeps < 64
 # Attribute and keyword names whose values never show in a repr (Django's reporter
 # prints locals with repr even when DEBUG hides nothing else).
-_SECRET_NAMES = re.compile("SECRET|TOKEN|PASS|SIGNATURE", re.I)
+_SECRET_NAMES = re.compile("SECRET|TOKEN|PASS|SIGNATURE|PROXY", re.I)
 _MASK = "********************"
 
 
@@ -118,12 +118,9 @@ def _network_options(s: SimpleNamespace, suffix: str) -> dict[str, Any]:
         raise bad("AWS_S3_VERIFY", f"must be True, False, or the path of a PEM CA bundle file, "
                   f"not {verify!r}.")
 
-    proxy = s.AWS_S3_PROXY or None
+    proxy = _secret(s.AWS_S3_PROXY or None)   # may hold user:password@: masked in tracebacks
     if proxy is not None:
-        # never echoed: it may hold user:password@
-        m = _PROXY_RE.fullmatch(proxy) if isinstance(proxy, str) else None
-        if m is None or not 1 <= int(m.group(1)) <= 65535 or \
-                any(ord(c) < 0x21 or ord(c) == 0x7f for c in proxy):
+        if not _proxy_ok(proxy):
             raise bad("AWS_S3_PROXY", "must be a URL like http://host:port (with credentials: "
                       "http://user:password@host:port), or '' for none.")
     options["proxy"] = proxy
@@ -131,12 +128,19 @@ def _network_options(s: SimpleNamespace, suffix: str) -> dict[str, Any]:
     public = s.AWS_S3_PUBLIC_ENDPOINT_URL or None
     if public is not None and not (
             isinstance(public, str) and public.startswith(("http://", "https://"))
-            and "@" not in public and "?" not in public):
+            and not any(c in public for c in "@?#")
+            and _header_problem(public, 2048, spaces=False) is None):
         raise bad("AWS_S3_PUBLIC_ENDPOINT_URL", "must be an http(s)://host[:port] URL without "
                   "credentials or a query, or '' for the endpoint the server talks to.")
     options["public_endpoint_url"] = public
     options["user_agent"] = _user_agent()
     return options
+
+
+def _proxy_ok(proxy: Any) -> bool:
+    m = _PROXY_RE.fullmatch(proxy) if isinstance(proxy, str) else None
+    return m is not None and 1 <= int(m.group(1)) <= 65535 and \
+        not any(ord(c) < 0x21 or ord(c) == 0x7f for c in proxy)
 
 
 def _user_agent() -> str:
@@ -344,7 +348,7 @@ class S3Storage(Storage):
         def refuse(setting: str, problem: str) -> None:
             raise ImproperlyConfigured(f"{setting} {problem}.")
 
-        for key, limit in (("AWS_REGION", 64), ("AWS_ACCESS_KEY_ID", 128),
+        for key, limit in (("AWS_REGION", 63), ("AWS_ACCESS_KEY_ID", 128),
                            ("AWS_SESSION_TOKEN", _HEADER_VALUE_MAX)):
             value = getattr(s, key)
             if value is None or value == "":
@@ -459,6 +463,10 @@ class S3Storage(Storage):
     def _object_key(self, name: str) -> str:
         """The key of the object `name` names: never the prefix itself or the
         bucket's root, which no object has (a URL of the root lists the bucket)."""
+        posix = _to_posix(name)
+        if posix and "//" not in posix and "/." not in posix and posix[0] not in "./" \
+                and posix[-1] != "/" and posix.isprintable():
+            return f"{self._prefix}/{posix}" if self._prefix else posix   # never the root
         key = self._get_key_name(name)
         if not key or key == self._prefix:
             raise SuspiciousFileOperation(

@@ -6,6 +6,7 @@ that records every request, and the test asserts it saw none.
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import sys
 import uuid
@@ -523,3 +524,55 @@ def test_reprs_hide_secrets(fake: FakeS3) -> None:
     again = pickle.loads(pickle.dumps(storage))
     assert again.settings.AWS_SESSION_TOKEN == TOKEN and again._kwargs == storage._kwargs
     assert SECRET not in repr(again._kwargs)
+
+
+PROXY_PASSWORD = "hunter2-proxy-password"
+
+
+def test_a_proxy_password_shows_in_no_repr_and_no_debug_page(fake: FakeS3) -> None:
+    proxy = f"http://user:{PROXY_PASSWORD}@127.0.0.1:3128"
+    storage = S3Storage(aws_s3_endpoint_url=fake.endpoint, aws_s3_proxy=proxy)
+    for text in (repr(storage.settings), repr(storage._kwargs), repr(storage._client)):
+        assert PROXY_PASSWORD not in text
+    assert storage.settings.AWS_S3_PROXY == proxy   # masked in repr only
+    # a settings error raised after the proxy was read: its frames hold the proxy
+    with pytest.raises(ImproperlyConfigured, match="AWS_S3_PUBLIC_ENDPOINT_URL"):
+        try:
+            S3Storage(aws_s3_endpoint_url=fake.endpoint, aws_s3_proxy=proxy,
+                      aws_s3_public_endpoint_url="ftp://x")
+        except ImproperlyConfigured:
+            html, text = debug_page(sys.exc_info())
+            assert "_network_options" in html   # the frame that read the proxy is shown
+            assert PROXY_PASSWORD not in html and PROXY_PASSWORD not in text
+            raise
+
+
+@pytest.mark.parametrize("value", ["http://h:1/#x", "http://h:1/a\nb", "http://h :1",
+                                   "http://h\u00e9:1"])
+def test_public_endpoint_errors_name_the_setting(fake: FakeS3, value: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match="AWS_S3_PUBLIC_ENDPOINT_URL"):
+        S3Storage(aws_s3_endpoint_url=fake.endpoint, aws_s3_public_endpoint_url=value)
+
+
+def test_a_region_too_long_for_the_client_names_the_setting(fake: FakeS3) -> None:
+    with pytest.raises(ImproperlyConfigured, match="AWS_REGION"):
+        S3Storage(aws_s3_endpoint_url=fake.endpoint, aws_region="r" * 64)
+    assert S3Storage(aws_s3_endpoint_url=fake.endpoint, aws_region="r" * 63)._client.region \
+        == "r" * 63
+
+
+def test_a_refused_endpoint_leaks_nothing() -> None:
+    # each refusal used to leave the copy of the URL behind (about 4 KiB a time)
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    bad = "http://h/" + "\u00e9" * 2000
+    for _ in range(1000):   # warm up the allocator
+        with pytest.raises(ValueError):
+            _s3.Client("b", endpoint_url=bad, anonymous=True)
+    before = rss()
+    for _ in range(20000):
+        with pytest.raises(ValueError):
+            _s3.Client("b", endpoint_url=bad, anonymous=True)
+    assert rss() - before < 16 * 1024 * 1024
