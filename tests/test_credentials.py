@@ -995,7 +995,8 @@ def test_a_failed_renewal_is_the_answer_of_every_waiter_and_then_tried_again(
         t.start()
     for t in threads:
         t.join(30)
-    assert time.monotonic() - t0 < 2.5                 # not six runs one after another
+    failed_by = time.monotonic()
+    assert failed_by - t0 < 4                          # not six runs of 1 s one after another
     assert len(errors) == 6 and all("exited with status 1" in str(e) for e in errors)
     assert len(runs.read_text().splitlines()) == 1
     # right after the failure the same answer, without running the process again
@@ -1005,7 +1006,7 @@ def test_a_failed_renewal_is_the_answer_of_every_waiter_and_then_tried_again(
     # a few seconds later it is tried again, and the storage recovers
     script.write_text("echo run >> '%s'; printf '%s'\n" % (runs, json.dumps(
         {"Version": 1, "AccessKeyId": "ASIARECOVERED0001", "SecretAccessKey": "s"})))
-    time.sleep(max(0.0, t0 + 6.5 - time.monotonic()))
+    time.sleep(max(0.0, failed_by + 5.2 - time.monotonic()))
     client.get_object("k")
     assert len(runs.read_text().splitlines()) == 2
     assert key_ids(fake_s3) == ["ASIARECOVERED0001"]
