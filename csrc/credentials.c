@@ -212,7 +212,7 @@ read_file(chain *ch, const char *path, size_t max, const char *what, buf_t *out)
     int fd = -1, rc = -1;
     ssize_t r;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         if (errno == ENOENT || errno == ENOTDIR) {
             rc = 1;
@@ -308,13 +308,18 @@ section_matches(const char *s, const char *e, const char *name, int config)
     return (size_t)(e - s) == nl && memcmp(s, name, nl) == 0;
 }
 
-/* The keys of one section of an INI file, as the AWS CLI writes them; values
- * already set by an earlier file are replaced (the credentials file wins). */
+/* The keys of one section of an INI file, read as botocore's configparser
+ * reads it; values already set by an earlier file are replaced (the
+ * credentials file wins). A line indented deeper than the key line before it
+ * (in the same section) continues that key's value, as a nested block such as
+ * "s3 =\n  addressing_style = path" does; any other indented line is a line of
+ * its own. */
 static void
 ini_section(const buf_t *f, const char *name, int config, profile_t *p)
 {
     const char *l = f->data, *end = f->data + f->len;
-    int in = 0, i;
+    int in = 0, i, has_key = 0;
+    size_t indent, level = 0;
 
     while (l && l < end) {
         const char *eol = memchr(l, '\n', (size_t)(end - l)), *s, *e, *eq;
@@ -322,25 +327,29 @@ ini_section(const buf_t *f, const char *name, int config, profile_t *p)
             eol = end;
         s = l;
         e = eol;
-        l = eol + 1;
-        if (s < e && (*s == ' ' || *s == '\t'))
-            continue;   /* a nested sub-section's line */
         trim(&s, &e);
+        indent = (size_t)(s - l);
+        l = eol + 1;
         if (s == e || *s == '#' || *s == ';')
-            continue;
+            continue;   /* neither ends nor starts a value */
+        if (has_key && indent > level)
+            continue;   /* a continuation of the key before */
+        level = indent;
         if (*s == '[') {
             const char *close = memchr(s, ']', (size_t)(e - s));
             in = close && section_matches(s + 1, close, name, config);
             if (in)
                 p->found = 1;
+            has_key = 0;
             continue;
         }
-        if (!in)
-            continue;
         eq = s;
         while (eq < e && *eq != '=' && *eq != ':')
             eq++;
         if (eq == e)
+            continue;
+        has_key = 1;
+        if (!in)
             continue;
         {
             const char *ks = s, *ke = eq, *vs = eq + 1, *ve = e;
@@ -519,7 +528,7 @@ json_flat(const char *p, size_t n, const char *const *names, char **vals)
                 goto done;
         } else {
             const char *s = p;
-            while (p < e && (strchr("+-.eE", *p) || (*p >= '0' && *p <= '9') ||
+            while (p < e && ((*p && strchr("+-.eE", *p)) || (*p >= '0' && *p <= '9') ||
                              (*p >= 'a' && *p <= 'z')))
                 p++;
             if (p == s)
@@ -554,7 +563,18 @@ done:
     return rc;
 }
 
-/* "2024-01-02T03:04:05Z", with optional fractions and a numeric offset. */
+/* Whether s matches `pattern`, where 'd' stands for a digit. */
+static int
+shape_is(const char *s, const char *pattern)
+{
+    for (; *pattern; s++, pattern++)
+        if (*pattern == 'd' ? !(*s >= '0' && *s <= '9') : *s != *pattern)
+            return 0;
+    return 1;
+}
+
+/* "2024-01-02T03:04:05Z", with optional fractions and a numeric offset; every
+ * field is digits (no sign, no blank: sscanf alone would take " -1"). */
 static int
 parse_time(const char *s, time_t *out)
 {
@@ -563,7 +583,8 @@ parse_time(const char *s, time_t *out)
     struct tm tm;
     const char *p;
 
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n == 0)
+    if (!shape_is(s, "dddd-dd-ddTdd:dd:dd") ||
+        sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n != 19)
         return -1;
     p = s + n;
     if (*p == '.')
@@ -574,11 +595,13 @@ parse_time(const char *s, time_t *out)
     } else if (*p == '+' || *p == '-') {
         int oh, om, sign = *p == '-' ? -1 : 1;
         size_t rest = strlen(p + 1);
-        if (rest == 5 && p[3] == ':' && sscanf(p + 1, "%2d:%2d", &oh, &om) == 2)
+        if (rest == 5 && shape_is(p + 1, "dd:dd") && sscanf(p + 1, "%2d:%2d", &oh, &om) == 2)
             p += 6;
-        else if (rest == 4 && sscanf(p + 1, "%2d%2d", &oh, &om) == 2)
+        else if (rest == 4 && shape_is(p + 1, "dddd") && sscanf(p + 1, "%2d%2d", &oh, &om) == 2)
             p += 5;
         else
+            return -1;
+        if (oh > 23 || om > 59)
             return -1;
         off = sign * (oh * 3600L + om * 60L);
     }
@@ -663,21 +686,71 @@ http_write(char *p, size_t size, size_t n, void *ud)
     return buf_append(&r->body, p, len) < 0 ? 0 : len;
 }
 
+/* How a credentials request travels. */
+enum {
+    HTTP_LOCAL,    /* a link-local or loopback service: never through a proxy */
+    HTTP_AWS,      /* an AWS host (STS): the environment's proxy; TLS always
+                      verified (AWS_CA_BUNDLE from the environment may name the CAs) */
+    HTTP_CUSTOM,   /* an endpoint the environment names (AWS_ENDPOINT_URL_STS):
+                      as HTTP_AWS, but with the storage's own verify and CA bundle */
+};
+
+/* The first of `names` set in the environment snapshot, or "". */
+static const char *
+env_first(const chain *ch, const char *const *names)
+{
+    const char *v;
+
+    for (; *names; names++)
+        if ((v = envv(ch, *names)) != NULL)
+            return v;
+    return "";
+}
+
 /* 0 when a reply arrived (any status), -1 on a transport failure (errbuf).
- * `local`: a link-local or loopback service, never through a proxy. */
+ * Nothing is read from the process environment here (libcurl would read the
+ * proxy variables without the GIL, racing os.environ): the proxy, NO_PROXY
+ * and AWS_CA_BUNDLE come from the snapshot, with libcurl's own precedence. */
 static int
-http_call(const cred_cache *c, const char *method, const char *url,
-          struct curl_slist *headers, const char *body, long timeout_ms, int local,
+http_call(const chain *ch, const char *method, const char *url,
+          struct curl_slist *headers, const char *body, long timeout_ms, int kind,
           http_reply *r)
 {
-    CURL *h = curl_easy_init();
+    static const char *const https_vars[] = {"https_proxy", "HTTPS_PROXY", "all_proxy",
+                                             "ALL_PROXY", NULL};
+    static const char *const http_vars[] = {"http_proxy", "all_proxy", "ALL_PROXY", NULL};
+    static const char *const no_vars[] = {"no_proxy", "NO_PROXY", NULL};
+    const cred_cache *c = ch->c;
+    CURL *h = NULL;
     CURLcode rc;
     long connect_ms = c->connect_timeout_ms < timeout_ms ? c->connect_timeout_ms : timeout_ms;
+    const char *proxy = "", *noproxy = "*", *ca = envv(ch, "AWS_CA_BUNDLE");
+    int verify = 1;
 
     r->status = 0;
     r->too_big = 0;
     r->errbuf[0] = '\0';
-    if (h == NULL) {
+    if (kind != HTTP_LOCAL) {
+        proxy = env_first(ch, strncasecmp(url, "https:", 6) == 0 ? https_vars : http_vars);
+        noproxy = env_first(ch, no_vars);
+    }
+    if (kind == HTTP_CUSTOM) {
+        verify = c->verify;
+        if (c->ca_bundle)
+            ca = c->ca_bundle;
+    }
+    if (strlen(proxy) > 2048 || !printable(proxy, strlen(proxy), 0) ||
+        strlen(noproxy) > 4096 || !printable(noproxy, strlen(noproxy), 1)) {
+        snprintf(r->errbuf, sizeof(r->errbuf), "the proxy or NO_PROXY setting in the "
+                                               "environment holds control characters or is "
+                                               "too long");
+        return -1;
+    }
+    if (ca && (strlen(ca) >= PATH_MAX || !printable(ca, strlen(ca), 1))) {
+        snprintf(r->errbuf, sizeof(r->errbuf), "AWS_CA_BUNDLE in the environment is not a path");
+        return -1;
+    }
+    if ((h = curl_easy_init()) == NULL) {
         strcpy(r->errbuf, "cannot create a connection handle");
         return -1;
     }
@@ -694,12 +767,12 @@ http_call(const cred_cache *c, const char *method, const char *url,
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, http_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->errbuf);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, c->verify ? 1L : 0L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, c->verify ? 2L : 0L);
-    if (c->ca_bundle)
-        curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_bundle);
-    if (local)
-        curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
+    if (ca)
+        curl_easy_setopt(h, CURLOPT_CAINFO, ca);
+    curl_easy_setopt(h, CURLOPT_PROXY, proxy);       /* "": none */
+    curl_easy_setopt(h, CURLOPT_NOPROXY, noproxy);
     if (strcmp(method, "POST") == 0) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
@@ -743,14 +816,39 @@ check_endpoint(chain *ch, const char *v, const char *var, buf_t *out)
     return 0;
 }
 
-/* A message from a server, safe to show: printable, short, and without `secret`. */
+#define SECRET_RUN 16   /* this many bytes of a secret in a row are a leak */
+
+/* Whether `text` holds SECRET_RUN bytes in a row of `secret` (all of it when
+ * it is shorter): a server that echoes a secret, cut short or in part. */
+static int
+shares_run(const char *text, const char *secret)
+{
+    size_t tn = strlen(text), sn = secret ? strlen(secret) : 0, run, i;
+
+    if (sn == 0)
+        return 0;
+    run = sn < SECRET_RUN ? sn : SECRET_RUN;
+    if (tn < run)
+        return 0;
+    for (i = 0; i + run <= sn; i++)
+        if (memmem(text, tn, secret + i, run))
+            return 1;
+    return 0;
+}
+
+/* A message from a server, safe to show: printable, short, and sharing no run
+ * of bytes with any of the `nsecrets` secrets the request carried (NULL
+ * entries are skipped). */
 static void
-put_server_text(buf_t *b, const char *s, const char *secret)
+put_server_text(buf_t *b, const char *s, const char *const *secrets, size_t nsecrets)
 {
     size_t n = strlen(s), i;
 
-    if (secret && secret[0] && strstr(s, secret))
-        return;
+    for (i = 0; i < nsecrets; i++)
+        if (secrets[i] && shares_run(s, secrets[i])) {
+            buf_puts(b, "(the server's text is not shown: it repeats a secret)");
+            return;
+        }
     if (n > 300)
         n = 300;
     for (i = 0; i < n; i++)
@@ -818,7 +916,7 @@ sts_end(xml_sax *x)
 
 /* The STS endpoint and the region its signature is scoped to. */
 static int
-sts_endpoint(chain *ch, buf_t *url, const char **region)
+sts_endpoint(chain *ch, buf_t *url, const char **region, int *custom)
 {
     const char *v = envv(ch, "AWS_ENDPOINT_URL_STS"), *var = "AWS_ENDPOINT_URL_STS";
     const char *mode = envv(ch, "AWS_STS_REGIONAL_ENDPOINTS");
@@ -828,6 +926,7 @@ sts_endpoint(chain *ch, buf_t *url, const char **region)
         v = envv(ch, "AWS_ENDPOINT_URL");
         var = "AWS_ENDPOINT_URL";
     }
+    *custom = v != NULL;
     if (v)
         return check_endpoint(ch, v, var, url) < 0 || buf_putc(url, '/') < 0 ? -1 : 0;
     if (mode && strcasecmp(mode, "legacy") == 0) {
@@ -857,12 +956,15 @@ sts_call(chain *ch, const char *form, const cred_set *signer, const char *what,
     const char *region;
     char w[3][200];
     const char *const whats[3] = {w[0], w[1], w[2]};
-    int rc = -1, i, parsed = 0;
+    /* what an error text must not repeat, even in part */
+    const char *const secrets[3] = {hide, signer ? signer->session_token : NULL,
+                                    signer ? signer->secret_key : NULL};
+    int rc = -1, i, parsed = 0, custom = 0;
     time_t exp = 0;
 
     memset(&r, 0, sizeof(r));
     memset(&sp, 0, sizeof(sp));
-    if (sts_endpoint(ch, &url, &region) < 0) {
+    if (sts_endpoint(ch, &url, &region, &custom) < 0) {
         if (ch->err.len == 0)
             buf_puts(&ch->err, "out of memory");
         goto done;
@@ -916,8 +1018,8 @@ sts_call(chain *ch, const char *form, const cred_set *signer, const char *what,
             goto oom;
         hl = t;
     }
-    if (http_call(c, "POST", url.data, hl, form, c->connect_timeout_ms + c->read_timeout_s * 1000,
-                  0, &r) < 0) {
+    if (http_call(ch, "POST", url.data, hl, form, c->connect_timeout_ms + c->read_timeout_s * 1000,
+                  custom ? HTTP_CUSTOM : HTTP_AWS, &r) < 0) {
         buf_printf(&ch->err, "%s: STS at %s failed: %s", what, url.data, r.errbuf);
         goto done;
     }
@@ -929,11 +1031,11 @@ sts_call(chain *ch, const char *form, const cred_set *signer, const char *what,
         buf_printf(&ch->err, "%s: STS at %s answered HTTP %ld", what, url.data, r.status);
         if (parsed && sp.code[0]) {
             buf_puts(&ch->err, " ");
-            put_server_text(&ch->err, sp.code, hide);
+            put_server_text(&ch->err, sp.code, secrets, 3);
         }
         if (parsed && sp.message[0]) {
             buf_puts(&ch->err, ": ");
-            put_server_text(&ch->err, sp.message, hide);
+            put_server_text(&ch->err, sp.message, secrets, 3);
         }
         goto done;
     }
@@ -1097,6 +1199,24 @@ now_ms(void)
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
+/* Nothing but stdin, stdout and stderr reaches the process: libcurl's pooled
+ * sockets are not close-on-exec. glibc 2.34 has the file action for it. */
+static int
+spawn_close_from_3(posix_spawn_file_actions_t *fa)
+{
+#if defined(__GLIBC__) && defined(__GLIBC_PREREQ)
+#if __GLIBC_PREREQ(2, 34)
+    return posix_spawn_file_actions_addclosefrom_np(fa, 3);
+#else
+    (void)fa;
+    return 0;
+#endif
+#else
+    (void)fa;
+    return 0;
+#endif
+}
+
 /* Runs the command with /bin/sh -c, as the AWS CLI does (it is the user's own
  * configuration); stdout is captured and capped; the process (its whole group)
  * is killed past the Client's read timeout; stderr is the process's own. */
@@ -1107,6 +1227,7 @@ run_process(chain *ch, const char *cmd, const char *what, buf_t *out)
     char *empty_env[] = {NULL};
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
+    sigset_t mask;
     int pfd[2] = {-1, -1}, fa_ok = 0, at_ok = 0, status = 0, rc = -1, err;
     pid_t pid = -1;
     long limit_s = ch->c->read_timeout_s > 0 ? ch->c->read_timeout_s : 60;
@@ -1125,7 +1246,12 @@ run_process(chain *ch, const char *cmd, const char *what, buf_t *out)
     at_ok = 1;
     if (posix_spawn_file_actions_adddup2(&fa, pfd[1], 1) != 0 ||
         posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0) != 0 ||
-        posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP) != 0 ||
+        spawn_close_from_3(&fa) != 0 ||
+        sigemptyset(&mask) != 0 || posix_spawnattr_setsigmask(&at, &mask) != 0 ||
+        sigaddset(&mask, SIGPIPE) != 0 || sigaddset(&mask, SIGXFSZ) != 0 ||
+        posix_spawnattr_setsigdefault(&at, &mask) != 0 ||
+        posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                          POSIX_SPAWN_SETSIGDEF) != 0 ||
         posix_spawnattr_setpgroup(&at, 0) != 0)
         goto oom;
     err = posix_spawn(&pid, "/bin/sh", &fa, &at, argv,
@@ -1206,10 +1332,17 @@ oom:
     buf_puts(&ch->err, "out of memory");
 done:
     if (pid > 0) {
-        kill(-pid, SIGKILL);
-        kill(pid, SIGKILL);
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-            ;
+        /* kill only while the leader is still ours, alive or unreaped, so its
+         * pid (and the group's id) cannot have been reused; a SIGCHLD handler
+         * elsewhere that reaped it first leaves nothing here to kill */
+        siginfo_t si;
+        memset(&si, 0, sizeof(si));
+        if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0) {
+            kill(-pid, SIGKILL);
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        }
     }
     OPENSSL_cleanse(tmp, sizeof(tmp));
     if (pfd[0] >= 0)
@@ -1263,20 +1396,16 @@ src_explicit(chain *ch, cred_set **out)
     return set_make(ch, c->access_key, c->secret_key, c->session_token, 0, 0, what, out);
 }
 
+/* AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: the environment as a source of
+ * its own, or as a role's credential_source = Environment. */
 static int
-src_env(chain *ch, cred_set **out)
+env_keys(chain *ch, cred_set **out)
 {
     static const char *const what[3] = {"AWS_ACCESS_KEY_ID in the environment",
                                         "AWS_SECRET_ACCESS_KEY in the environment",
                                         "AWS_SESSION_TOKEN in the environment"};
     const char *ak = envv(ch, "AWS_ACCESS_KEY_ID"), *sk = envv(ch, "AWS_SECRET_ACCESS_KEY");
 
-    if (ch->c->profile) {
-        /* as boto3's Session(profile_name=...): a profile named by the storage wins
-         * over keys the environment happens to hold (AWS_PROFILE does not) */
-        tried(ch, "the environment: not used, the storage names profile '%s'", ch->c->profile);
-        return 0;
-    }
     if (ak == NULL && sk == NULL) {
         tried(ch, "the environment: no AWS_ACCESS_KEY_ID", NULL);
         return 0;
@@ -1289,6 +1418,18 @@ src_env(chain *ch, cred_set **out)
     }
     buf_puts(&ch->source, "the environment");
     return set_make(ch, ak, sk, envv(ch, "AWS_SESSION_TOKEN"), 0, 0, what, out);
+}
+
+static int
+src_env(chain *ch, cred_set **out)
+{
+    if (ch->c->profile) {
+        /* as boto3's Session(profile_name=...): a profile named by the storage wins
+         * over keys the environment happens to hold (AWS_PROFILE does not) */
+        tried(ch, "the environment: not used, the storage names profile '%s'", ch->c->profile);
+        return 0;
+    }
+    return env_keys(ch, out);
 }
 
 static int src_container(chain *ch, cred_set **out);
@@ -1360,7 +1501,7 @@ profile_creds(chain *ch, const char *name, int depth, int must_exist, cred_set *
         } else if (p.v[P_CREDENTIAL_SOURCE]) {
             const char *cs = p.v[P_CREDENTIAL_SOURCE];
             size_t mark = ch->tried.len;
-            rc = strcmp(cs, "Environment") == 0 ? src_env(ch, &src)
+            rc = strcmp(cs, "Environment") == 0 ? env_keys(ch, &src)
                  : strcmp(cs, "EcsContainer") == 0 ? src_container(ch, &src)
                  : strcmp(cs, "Ec2InstanceMetadata") == 0 ? src_imds(ch, &src) : -2;
             if (rc == -2)
@@ -1454,7 +1595,30 @@ src_web_identity(chain *ch, cred_set **out)
                         "web identity from the environment", out);
 }
 
-/* Plain http is only for the hosts the container agents listen on. */
+/* A literal IPv4 address 127.a.b.c: four decimal parts of 0 to 255. */
+static int
+loopback_v4(const char *h, size_t n)
+{
+    size_t i = 0;
+    int part, digits, value = 0;
+
+    for (part = 0; part < 4; part++) {
+        if (part > 0) {
+            if (i >= n || h[i] != '.')
+                return 0;
+            i++;
+        }
+        for (value = 0, digits = 0; i < n && h[i] >= '0' && h[i] <= '9'; i++, digits++)
+            value = value * 10 + (h[i] - '0');
+        if (digits == 0 || digits > 3 || value > 255 || (part == 0 && value != 127))
+            return 0;
+    }
+    return i == n;
+}
+
+/* Plain http is only for the hosts the container agents listen on, told by
+ * the address as written: no name is resolved for this (libcurl answers
+ * "localhost" itself, with a loopback address). */
 static int
 container_host_ok(const char *url)
 {
@@ -1476,7 +1640,7 @@ container_host_ok(const char *url)
         const char *colon = memchr(u.host, ':', u.host_len);
         n = colon ? (size_t)(colon - u.host) : n;
     }
-    if (n > 4 && strncmp(u.host, "127.", 4) == 0)
+    if (loopback_v4(u.host, n))
         return 1;
     for (i = 0; hosts[i]; i++)
         if (strlen(hosts[i]) == n && strncasecmp(u.host, hosts[i], n) == 0)
@@ -1550,7 +1714,7 @@ src_container(chain *ch, cred_set **out)
             goto oom;
     }
     buf_puts(&ch->source, "the container endpoint");
-    if (http_call(ch->c, "GET", url.data, hl, NULL, CONTAINER_TIMEOUT_MS, 1, &r) < 0) {
+    if (http_call(ch, "GET", url.data, hl, NULL, CONTAINER_TIMEOUT_MS, HTTP_LOCAL, &r) < 0) {
         buf_printf(&ch->err, "the container endpoint %s failed: %s", url.data, r.errbuf);
         goto done;
     }
@@ -1601,7 +1765,7 @@ src_imds(chain *ch, cred_set **out)
     if (buf_printf(&url, "%s/latest/api/token", base.data) < 0 ||
         (th = curl_slist_append(NULL, "X-aws-ec2-metadata-token-ttl-seconds: 21600")) == NULL)
         goto oom;
-    if (http_call(ch->c, "PUT", url.data, th, NULL, IMDS_TIMEOUT_MS, 1, &r) < 0) {
+    if (http_call(ch, "PUT", url.data, th, NULL, IMDS_TIMEOUT_MS, HTTP_LOCAL, &r) < 0) {
         tried(ch, "instance metadata: %s", r.errbuf);
         rc = 0;
         goto done;
@@ -1625,7 +1789,7 @@ src_imds(chain *ch, cred_set **out)
     buf_free_secure(&r.body);
     if (buf_printf(&url, "%s/latest/meta-data/iam/security-credentials/", base.data) < 0)
         goto oom;
-    if (http_call(ch->c, "GET", url.data, hl, NULL, IMDS_TIMEOUT_MS, 1, &r) < 0) {
+    if (http_call(ch, "GET", url.data, hl, NULL, IMDS_TIMEOUT_MS, HTTP_LOCAL, &r) < 0) {
         buf_printf(&ch->err, "instance metadata: %s", r.errbuf);
         goto done;
     }
@@ -1650,7 +1814,7 @@ src_imds(chain *ch, cred_set **out)
         goto oom;
     buf_clear(&ch->source);
     buf_printf(&ch->source, "instance metadata (role %s)", role.data);
-    if (http_call(ch->c, "GET", url.data, hl, NULL, IMDS_TIMEOUT_MS, 1, &r) < 0) {
+    if (http_call(ch, "GET", url.data, hl, NULL, IMDS_TIMEOUT_MS, HTTP_LOCAL, &r) < 0) {
         buf_printf(&ch->err, "instance metadata: %s", r.errbuf);
         goto done;
     }
@@ -1749,6 +1913,8 @@ cred_cache_destroy(cred_cache *c)
     if (c->current && --c->current->refs == 0)
         set_free(c->current);
     c->current = NULL;
+    buf_free(&c->fail_err);
+    c->fail_code = NULL;
     wipe_free(&c->access_key);
     wipe_free(&c->secret_key);
     wipe_free(&c->session_token);
@@ -1770,7 +1936,8 @@ cred_after_fork(cred_cache *c)
 }
 
 /* Under the lock: one resolution by this thread, the lock released meanwhile.
- * 0: c->current is the new set. -1: `code` and `err` say why. */
+ * 0: c->current is the new set. -1: `code` and `err` say why, and the cache
+ * keeps them for the threads that waited on this renewal. */
 static int
 refresh(cred_cache *c, const cred_env *env, long min_valid, const char **code, buf_t *err)
 {
@@ -1785,19 +1952,34 @@ refresh(cred_cache *c, const cred_env *env, long min_valid, const char **code, b
     rc = chain_run(&ch, &s);
     pthread_mutex_lock(&c->lock);
     c->refreshing = 0;
+    c->gen++;
     pthread_cond_broadcast(&c->cond);
     now = time(NULL);
+    if (rc > 0 && s->expiration && s->expiration <= now) {
+        /* as botocore: a source whose credentials are already expired failed */
+        buf_clear(&ch.err);
+        buf_printf(&ch.err, "%s handed out credentials that have already expired",
+                   ch.source.len ? ch.source.data : "a source");
+        set_free(s);
+        s = NULL;
+        rc = -1;
+    }
+    if (min_valid > c->asked_for)
+        c->asked_for = min_valid;
     if (rc > 0) {
+        c->fail_code = NULL;
+        c->fail_until = 0;
+        buf_clear(&c->fail_err);
         old = c->current;
         c->current = s;
         c->stale = 0;
         if (old && --old->refs == 0)
             set_free(old);
+        c->issued_for = s->expiration ? s->expiration - now : 0;
         /* a source that hands out credentials this close to their expiry is not
          * asked again at once */
         c->next_must = s->expiration && s->expiration - now <= CRED_MANDATORY_S ? now + 5 : 0;
-        c->next_may = s->expiration && (s->expiration - now <= CRED_ADVISORY_S ||
-                                        s->expiration - now < min_valid) ? now + 30 : 0;
+        c->next_may = s->expiration && s->expiration - now <= CRED_ADVISORY_S ? now + 30 : 0;
         if (c->source[0] == '\0') {
             snprintf(c->source, sizeof(c->source), "%s",
                      ch.source.data ? ch.source.data : "an unnamed source");
@@ -1805,7 +1987,7 @@ refresh(cred_cache *c, const cred_env *env, long min_valid, const char **code, b
         }
         rc = 0;
     } else {
-        c->next_must = now + 5;
+        c->next_must = now + CRED_RETRY_S;
         c->next_may = now + 30;
         buf_clear(err);
         if (rc == 0) {
@@ -1820,6 +2002,12 @@ refresh(cred_cache *c, const cred_env *env, long min_valid, const char **code, b
         for (i = 0; i < err->len; i++)
             if ((unsigned char)err->data[i] < 0x20 || err->data[i] == 0x7f)
                 err->data[i] = '?';
+        /* kept for the threads that waited on this renewal, and as the answer
+         * for a few seconds while nothing valid is held */
+        buf_clear(&c->fail_err);
+        c->fail_code = buf_append(&c->fail_err, err->data ? err->data : "", err->len) < 0
+                           ? NULL : *code;
+        c->fail_until = now + CRED_RETRY_S;
         rc = -1;
     }
     buf_free(&ch.tried);
@@ -1832,6 +2020,15 @@ static int
 set_valid(const cred_cache *c, const cred_set *s, time_t now)
 {
     return s && !c->stale && (s->expiration == 0 || s->expiration > now);
+}
+
+/* Under the lock: the failure kept by the last renewal, as this call's answer. */
+static int
+stored_failure(const cred_cache *c, const char **code, buf_t *err)
+{
+    *code = c->fail_code;
+    buf_clear(err);
+    return buf_append(err, c->fail_err.data ? c->fail_err.data : "", c->fail_err.len);
 }
 
 int
@@ -1848,8 +2045,13 @@ cred_get(cred_cache *c, long min_valid, const cred_env *env, cred_set **out,
         int usable = set_valid(c, cur, now);
         long left = usable && cur->expiration ? (long)(cur->expiration - now) : LONG_MAX;
         int must = !usable || (cur->refreshable && left <= CRED_MANDATORY_S);
-        int may = usable && cur->refreshable &&
-                  (left <= CRED_ADVISORY_S || left < min_valid) && now >= c->next_may;
+        /* a URL that must outlive the current set: renewed only when a fresh set
+         * could cover it (one like the current one when it was new), or once to
+         * find out, when no renewal was asked for this long a URL yet */
+        int cover = left < min_valid &&
+                    (min_valid + 60 <= c->issued_for || min_valid > c->asked_for);
+        int may = usable && cur->refreshable && (left <= CRED_ADVISORY_S || cover) &&
+                  now >= c->next_may;
 
         if (must && usable && now < c->next_must)
             must = 0;   /* renewed into that window a moment ago: use it while it lasts */
@@ -1865,12 +2067,26 @@ cred_get(cred_cache *c, long min_valid, const cred_env *env, cred_set **out,
             rc = 0;
             break;
         }
+        if (!usable && !c->refreshing && c->fail_code && now < c->fail_until) {
+            rc = -1;       /* it failed a moment ago: not every request runs the chain */
+            if (stored_failure(c, code, err) < 0)
+                *code = "CredentialsError";
+            break;
+        }
         if (env == NULL) {   /* the caller holds the GIL: neither wait nor resolve here */
             rc = 1;
             break;
         }
         if (c->refreshing) {
-            pthread_cond_wait(&c->cond, &c->lock);
+            unsigned g = c->gen;
+            while (c->refreshing && c->gen == g)
+                pthread_cond_wait(&c->cond, &c->lock);
+            if (c->gen != g && c->fail_code && !set_valid(c, c->current, time(NULL))) {
+                rc = -1;   /* the renewal waited for failed: its answer is this one's */
+                if (stored_failure(c, code, err) < 0)
+                    *code = "CredentialsError";
+                break;
+            }
             continue;
         }
         if (refresh(c, env, min_valid, code, err) < 0 &&
@@ -1911,6 +2127,7 @@ cred_invalidate(cred_cache *c, const cred_set *used)
         if (c->current == used) {
             c->stale = 1;
             c->next_must = 0;
+            c->fail_until = 0;
         }
     }
     pthread_mutex_unlock(&c->lock);

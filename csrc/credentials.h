@@ -30,6 +30,7 @@
 
 #define CRED_ADVISORY_S 300   /* one thread renews this long before expiry */
 #define CRED_MANDATORY_S 60   /* everyone waits for the renewal inside this */
+#define CRED_RETRY_S 5        /* a failed resolution is not tried again before this */
 
 typedef struct {
     int refs;                  /* guarded by the cache's lock */
@@ -73,6 +74,13 @@ typedef struct {
     pthread_cond_t cond;
     cred_set *current;
     int refreshing;            /* one thread is renewing */
+    unsigned gen;              /* bumped by each finished renewal */
+    const char *fail_code;     /* the last renewal's failure, NULL when it worked */
+    buf_t fail_err;            /* ... and its message (never a secret) */
+    time_t fail_until;         /* with nothing valid held: that failure is the
+                                  answer until then, no new resolution */
+    long issued_for;           /* the lifetime `current` had when it was issued */
+    long asked_for;            /* the longest min_valid a renewal was asked for */
     int stale;                 /* the server refused `current` */
     time_t next_must;          /* no mandatory renewal before (while still valid) */
     time_t next_may;           /* no advisory renewal before */
@@ -93,7 +101,9 @@ void cred_after_fork(cred_cache *c);
  * credentials: `code` is "NoCredentials" or "CredentialsError" and `err` says
  * which sources were tried and why (never a secret). 1: only when env is NULL:
  * a renewal is due, call again with an environment snapshot and without the
- * GIL. With env set this may run network requests and a credential_process. */
+ * GIL. With env set this may run network requests and a credential_process.
+ * Threads that wait on a renewal that fails get its error, and while nothing
+ * valid is held a failure stays the answer for CRED_RETRY_S seconds. */
 int cred_get(cred_cache *c, long min_valid, const cred_env *env, cred_set **out,
              const char **code, buf_t *err);
 void cred_release(cred_cache *c, cred_set *s);

@@ -9,6 +9,8 @@ import json
 import logging
 import os
 import re
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -21,8 +23,8 @@ from django_s3_storage import _s3
 
 from conftest import S3Target
 from cred_servers import (Answer, Blackhole, ContainerServer, CredServer, Creds, ImdsServer,
-                          Seen, StsServer, creds_json)
-from servers import MotoServer
+                          Seen, StsServer, creds_json, sts_xml)
+from servers import FakeS3, MotoServer, Reply
 
 EXPIRED = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ExpiredToken</Code>'
            b"<Message>The provided token has expired.</Message><RequestId>r</RequestId></Error>")
@@ -385,6 +387,19 @@ def test_role_arn_with_credential_source_and_the_profiles_that_cannot_work(
     assert key_ids(fake_s3) == ["ASIAECSROLE000001"]
 
 
+def test_credential_source_environment_works_when_the_storage_names_the_profile(
+        fake_s3: CredServer, aws_files: Callable[..., None],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with StsServer([Creds("ASIAROLE000000001", "s", "t")]) as sts:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.endpoint)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDENVIRONMENT01")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
+        aws_files(config=f"[profile r]\nrole_arn = {ROLE}\ncredential_source = Environment\n")
+        make_client(fake_s3.endpoint, profile="r").get_object("k")
+        assert "Credential=AKIDENVIRONMENT01/" in sts.seen[0].headers["Authorization"]
+    assert key_ids(fake_s3) == ["ASIAROLE000000001"]
+
+
 def test_role_arn_and_web_identity_against_moto_sts(
         fake_s3: CredServer, aws_files: Callable[..., None], moto_endpoint: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -461,6 +476,177 @@ def test_sts_regional_and_legacy_endpoints(fake_s3: CredServer, tmp_path: Path,
     assert fake_s3.seen == []
 
 
+def test_fifos_and_devices_are_refused_without_blocking(
+        fake_s3: CredServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fifo = tmp_path / "token"
+    os.mkfifo(fifo)
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(fifo))
+    monkeypatch.setenv("AWS_ROLE_ARN", ROLE)
+    client = make_client(fake_s3.endpoint, read_timeout=1)
+    result: list[BaseException] = []
+    worker = threading.Thread(target=lambda: result.append(
+        pytest.raises(_s3.S3Error, client.get_object, "k").value), daemon=True)
+    worker.start()
+    worker.join(5)
+    try:
+        assert not worker.is_alive(), "the refresh blocked in open() of a FIFO"
+    finally:
+        if worker.is_alive():                      # let the blocked open() go
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            worker.join(5)
+    assert "is not a regular file" in str(result[0]) and fake_s3.seen == []
+
+
+def test_a_fifo_as_the_config_file_does_not_hang_construction(tmp_path: Path) -> None:
+    # Client() reads the profile's region with the GIL held: a blocked open() there
+    # would stop every thread of the process, so this runs in a child of its own
+    fifo = tmp_path / "config"
+    os.mkfifo(fifo)
+    env = dict(os.environ, AWS_CONFIG_FILE=str(fifo))
+    code = ("from django_s3_storage import _s3\n"
+            "print(_s3.Client('b', endpoint_url='http://127.0.0.1:9').region)\n")
+    child = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                             cwd=str(Path(__file__).resolve().parent.parent))
+    try:
+        out, _ = child.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        pytest.fail("Client() hung on a FIFO named by AWS_CONFIG_FILE")
+    assert child.returncode == 0 and out.strip() == b"us-east-1"
+
+
+def test_indented_key_lines_are_keys_and_nested_blocks_are_not(
+        fake_s3: CredServer, aws_files: Callable[..., None]) -> None:
+    # as botocore's configparser reads them
+    aws_files(credentials="[default]\n  aws_access_key_id = AKIDINDENT0000001\n"
+                          "  aws_secret_access_key = x\n",
+              config="[profile nested]\ns3 =\n  aws_access_key_id = AKIDNESTED0000001\n"
+                     "  aws_secret_access_key = y\n"
+                     "  # a comment inside the block\n"
+                     "\taddressing_style = path\n")
+    make_client(fake_s3.endpoint).get_object("k")
+    assert key_ids(fake_s3) == ["AKIDINDENT0000001"]
+    with pytest.raises(_s3.S3Error, match="profile 'nested' holds no credentials"):
+        make_client(fake_s3.endpoint, profile="nested").get_object("k")
+
+
+def test_credential_process_gets_default_signals_and_no_inherited_fds(
+        fake_s3: CredServer, aws_files: Callable[..., None], tmp_path: Path) -> None:
+    out = tmp_path / "seen"
+    aws_files(config=f"[profile p]\ncredential_process = grep -E '^Sig(Ign|Blk)' "
+                     f"/proc/$$/status > '{out}'; ls -l /proc/$$/fd >> '{out}'; exit 1\n")
+    other = make_client(fake_s3.endpoint, access_key="AKIDEXPLICIT00001", secret_key="s")
+    other.get_object("k")          # a pooled keep-alive socket stays open meanwhile
+    errors: list[BaseException] = []
+
+    def run() -> None:             # with SIGUSR1 blocked in the calling thread
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+        try:
+            make_client(fake_s3.endpoint, profile="p").get_object("k")
+        except _s3.S3Error as e:
+            errors.append(e)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(30)
+    assert len(errors) == 1 and "exited with status 1" in str(errors[0])
+    text = out.read_text()
+    fields = dict(line.split(":\t") for line in text.splitlines() if line.startswith("Sig"))
+    ignored, blocked = int(fields["SigIgn"], 16), int(fields["SigBlk"], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1)), "SIGPIPE ignored"
+    assert not ignored & (1 << (signal.SIGXFSZ - 1)), "SIGXFSZ ignored"
+    assert blocked == 0, f"signal mask {blocked:#x} inherited"
+    assert "socket:" not in text, text              # the pooled connection stayed ours
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    d: Path = tmp_path_factory.mktemp("tls")
+    cert, key = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def test_the_storages_verify_setting_reaches_only_an_sts_endpoint_the_environment_names(
+        fake_s3: CredServer, self_signed: tuple[str, str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """verify=False (for a local MinIO, say) must not turn off the certificate checks
+    of the credential services: an overridden STS endpoint inherits it, the container
+    endpoint (like STS at AWS) is verified always, AWS_CA_BUNDLE naming the CAs."""
+    cert, _key = self_signed
+    token_file = tmp_path / "token"
+    token_file.write_text("tok")
+    sts_reply = sts_xml("AssumeRoleWithWebIdentity", Creds("ASIASTSOVERTLS001", "s", "t"))
+    with FakeS3(lambda m, p: Reply(200, sts_reply), tls=self_signed) as sts, \
+            FakeS3(lambda m, p: Reply(200, creds_json(Creds("ASIACTROVERTLS01", "s", "t"))),
+                   tls=self_signed) as ctr:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.endpoint)
+        monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token_file))
+        monkeypatch.setenv("AWS_ROLE_ARN", ROLE)
+        make_client(fake_s3.endpoint, verify=False).get_object("k")
+        with pytest.raises(_s3.S3Error, match="STS at https://127.0.0.1"):
+            make_client(fake_s3.endpoint).get_object("k")
+        make_client(fake_s3.endpoint, ca_bundle=cert).get_object("k")
+        monkeypatch.delenv("AWS_WEB_IDENTITY_TOKEN_FILE")
+        monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", ctr.endpoint + "/creds")
+        for kwargs in ({"verify": False}, {"ca_bundle": cert}):
+            with pytest.raises(_s3.S3Error, match="the container endpoint https://127.0.0.1"):
+                make_client(fake_s3.endpoint, **kwargs).get_object("k")
+        assert len(ctr.requests) == 0                  # refused in the TLS handshake
+        monkeypatch.setenv("AWS_CA_BUNDLE", cert)
+        make_client(fake_s3.endpoint, verify=False).get_object("k")
+    assert key_ids(fake_s3) == ["ASIASTSOVERTLS001"] * 2 + ["ASIACTROVERTLS01"]
+
+
+def test_the_proxy_for_sts_comes_from_the_snapshot_not_the_live_environment(
+        fake_s3: CredServer, aws_files: Callable[..., None],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """libcurl would read http_proxy itself, without the GIL, while os.environ may be
+    changing: the proxy is taken from the environment as it was when the renewal
+    began. Here http_proxy appears while the chain waits on the container endpoint,
+    before it calls STS: that call must not see it."""
+    for var in ("http_proxy", "all_proxy", "ALL_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    # the S3 requests (which read the live environment) go to "localhost", kept off
+    # the proxy; STS is at 127.0.0.1
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    s3_endpoint = fake_s3.endpoint.replace("127.0.0.1", "localhost")
+    aws_files(config=f"[profile ecs]\nrole_arn = {ROLE}\ncredential_source = EcsContainer\n")
+    with StsServer([Creds("ASIAECSROLE000001", "s", "t")]) as sts, \
+            ContainerServer([Creds("ASIACONTAINER0001", "s", "t")], delay=1.0) as ctr, \
+            CredServer(lambda seen: Answer(403)) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.endpoint)
+        use_container(monkeypatch, ctr)
+
+        def change_env() -> None:
+            t0 = time.monotonic()
+            while ctr.count() == 0 and time.monotonic() - t0 < 5:
+                time.sleep(0.01)
+            os.environ["http_proxy"] = proxy.endpoint
+
+        changer = threading.Thread(target=change_env)
+        changer.start()
+        try:
+            make_client(s3_endpoint, profile="ecs").get_object("k")
+        finally:
+            changer.join()
+            os.environ.pop("http_proxy", None)
+        assert proxy.seen == [] and len(sts.seen) == 1
+        # and a proxy in the environment when the renewal begins is used, NO_PROXY too
+        monkeypatch.setenv("http_proxy", proxy.endpoint)
+        with pytest.raises(_s3.S3Error, match="answered HTTP 403"):
+            make_client(s3_endpoint, profile="ecs").get_object("k")
+        assert proxy.seen[-1].method == "POST" and proxy.seen[-1].path == sts.endpoint + "/"
+        monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+        make_client(s3_endpoint, profile="ecs").get_object("k")
+        assert len(proxy.seen) == 1 and len(sts.seen) == 2
+    assert key_ids(fake_s3) == ["ASIAECSROLE000001"] * 2
+
+
 # ---- web identity ------------------------------------------------------------------
 
 def test_a_rotated_web_identity_token_file_is_read_again(
@@ -512,6 +698,30 @@ def test_sts_errors_never_echo_the_token(fake_s3: CredServer, tmp_path: Path,
             make_client(fake_s3.endpoint).get_object("k")
 
 
+def test_sts_errors_never_echo_part_of_a_long_token(fake_s3: CredServer, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # the message is cut short before it is shown: what is left still holds a run
+    # of the token, and is not shown either
+    token = "eyJhbGciOiJSUzI1NiJ9." + "A" * 400 + ".SIGNATUREPART" + "S" * 400
+    token_file = tmp_path / "token"
+    token_file.write_text(token)
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token_file))
+    monkeypatch.setenv("AWS_ROLE_ARN", ROLE)
+
+    def refuse(form: dict[str, str]) -> Answer:
+        return Answer(400, ("<ErrorResponse><Error><Code>InvalidIdentityToken</Code><Message>"
+                            f"bad token {form['WebIdentityToken']}</Message></Error>"
+                            "</ErrorResponse>").encode())
+
+    with StsServer([], answer=refuse) as sts:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.endpoint)
+        with pytest.raises(_s3.S3Error) as info:
+            make_client(fake_s3.endpoint).get_object("k")
+    text = error_texts(info.value)
+    assert "InvalidIdentityToken" in text and "not shown: it repeats a secret" in text
+    assert "eyJhbGciOiJSUzI1NiJ9" not in text and "A" * 16 not in text
+
+
 # ---- container and instance metadata ----------------------------------------------
 
 def test_container_endpoint_with_an_authorization_token(
@@ -543,11 +753,44 @@ def test_container_endpoint_with_an_authorization_token(
         make_client(fake_s3.endpoint).get_object("k")
 
 
+def test_plain_http_container_hosts_are_literal_loopback_addresses(
+        fake_s3: CredServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # libcurl answers *.localhost itself (127.0.0.1, no DNS): a name that merely
+    # starts with "127." must be refused before any connection, or the
+    # authorization token would go out in cleartext to whatever it resolves to
+    with ContainerServer([Creds("ASIACONTAINER0001", "s", "t")], auth="pod-token") as ctr:
+        monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "pod-token")
+        port = ctr.endpoint.rsplit(":", 1)[1]
+        for host in ("127.evil.localhost", "127.0.0.1.localhost", "127.0.0.256",
+                     "127.0.0.1.2"):
+            monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                               f"http://{host}:{port}/creds")
+            with pytest.raises(_s3.S3Error, match="AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+                make_client(fake_s3.endpoint).get_object("k")
+        assert ctr.seen == []
+        monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"http://127.0.0.1:{port}/c")
+        make_client(fake_s3.endpoint).get_object("k")
+    assert key_ids(fake_s3) == ["ASIACONTAINER0001"]
+
+
+def test_expired_credentials_from_a_source_are_refused(
+        fake_s3: CredServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    with ContainerServer([Creds("ASIAEXPIRED000001", "s", "t", lifetime=-10)]) as ctr:
+        use_container(monkeypatch, ctr)
+        with pytest.raises(_s3.S3Error, match="already expired") as info:
+            make_client(fake_s3.endpoint).get_object("k")
+    assert info.value.code == "CredentialsError" and fake_s3.seen == []
+
+
 @pytest.mark.parametrize("body", [
     b"not json", b'{"AccessKeyId": {"nested": 1}}', b'{"AccessKeyId": "A"', b"[]",
     b'{"AccessKeyId": "A", "SecretAccessKey": "B", "Expiration": "tomorrow"}',
     b'{"AccessKeyId": "A\\u0000B", "SecretAccessKey": "B"}',
     b'{"AccessKeyId": "A", "SecretAccessKey": "B"} trailing',
+    b'{"AccessKeyId": "A", "SecretAccessKey": "B", "n": 1\x00}',
+    b'{"AccessKeyId": "A", "SecretAccessKey": "B", "Expiration": "2099-01-01T-1:00:00Z"}',
+    b'{"AccessKeyId": "A", "SecretAccessKey": "B", "Expiration": "2099-01-01T01:00:00+-1:00"}',
+    b'{"AccessKeyId": "A", "SecretAccessKey": "B", "Expiration": "2099-01-01T01:00:00+9999"}',
 ])
 def test_hostile_container_replies_are_errors(fake_s3: CredServer,
                                               monkeypatch: pytest.MonkeyPatch,
@@ -728,6 +971,67 @@ def test_presign_renews_credentials_that_would_expire_before_the_url(
         for _ in range(5):
             assert "ASIASHORT0000001" in client.presign("GET", "k", expires=3600)
         assert ctr.issued == 2
+
+
+def test_a_failed_renewal_is_the_answer_of_every_waiter_and_then_tried_again(
+        fake_s3: CredServer, aws_files: Callable[..., None], tmp_path: Path) -> None:
+    runs, script = tmp_path / "runs", tmp_path / "tool.sh"
+    script.write_text(f"echo run >> '{runs}'; sleep 1; exit 1\n")
+    aws_files(config=f"[profile tool]\ncredential_process = sh '{script}'\n")
+    client = make_client(fake_s3.endpoint, profile="tool", max_connections=6)
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        barrier.wait()
+        try:
+            client.get_object("k")
+        except _s3.S3Error as e:
+            errors.append(e)
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    failed_by = time.monotonic()
+    assert failed_by - t0 < 4                          # not six runs of 1 s one after another
+    assert len(errors) == 6 and all("exited with status 1" in str(e) for e in errors)
+    assert len(runs.read_text().splitlines()) == 1
+    # right after the failure the same answer, without running the process again
+    with pytest.raises(_s3.S3Error, match="exited with status 1"):
+        client.get_object("k")
+    assert len(runs.read_text().splitlines()) == 1
+    # a few seconds later it is tried again, and the storage recovers
+    script.write_text("echo run >> '%s'; printf '%s'\n" % (runs, json.dumps(
+        {"Version": 1, "AccessKeyId": "ASIARECOVERED0001", "SecretAccessKey": "s"})))
+    time.sleep(max(0.0, failed_by + 5.2 - time.monotonic()))
+    client.get_object("k")
+    assert len(runs.read_text().splitlines()) == 2
+    assert key_ids(fake_s3) == ["ASIARECOVERED0001"]
+
+
+def test_a_url_longer_than_the_credentials_live_does_not_renew_them_again_and_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # a source that gives 1-hour credentials cannot cover a 2-hour URL: once it
+    # has been asked for such a URL, renewing is not tried again for it (before,
+    # every url() after any other renewal, or 30 s, ran a synchronous renewal)
+    def s3(seen: Seen) -> Answer:
+        return Answer(400, EXPIRED) if key_id(seen) == "ASIAHOUR00000001" else Answer(200, b"ok")
+
+    with CredServer(s3) as server, ContainerServer(
+            [Creds(f"ASIAHOUR0000000{i}", "s", "t", lifetime=3600) for i in range(1, 5)]) as c:
+        use_container(monkeypatch, c)
+        client = make_client(server.endpoint)
+        assert "ASIAHOUR00000001" in client.presign("GET", "k", expires=7200)
+        assert "ASIAHOUR00000001" in client.presign("GET", "k", expires=7200)
+        assert c.issued == 1
+        assert client.get_object("k")[0] == b"ok"       # refused, renewed, sent again
+        assert c.issued == 2
+        for _ in range(3):
+            assert "ASIAHOUR00000002" in client.presign("GET", "k", expires=7200)
+        assert c.issued == 2
 
 
 # ---- the storage ------------------------------------------------------------------------
