@@ -133,8 +133,8 @@ buf_append_uri(buf_t *b, const char *p, size_t n, int keep_slash)
     return 0;
 }
 
-static int
-hexval(char c)
+int
+buf_hexval(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -154,8 +154,8 @@ buf_append_unescaped(buf_t *b, const char *p, size_t n)
     if (buf_reserve(b, n) < 0)
         return -1;
     for (i = 0; i < n; i++) {
-        if (p[i] == '%' && i + 2 < n && (hi = hexval(p[i + 1])) >= 0 &&
-            (lo = hexval(p[i + 2])) >= 0) {
+        if (p[i] == '%' && i + 2 < n && (hi = buf_hexval(p[i + 1])) >= 0 &&
+            (lo = buf_hexval(p[i + 2])) >= 0) {
             b->data[b->len++] = (char)(hi * 16 + lo);
             i += 2;
         } else {

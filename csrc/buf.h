@@ -28,6 +28,7 @@ int buf_append_hex(buf_t *b, const unsigned char *p, size_t n);   /* lower-case 
  * (upper-case hex); '/' is kept as is when keep_slash is set. */
 int buf_append_uri(buf_t *b, const char *p, size_t n, int keep_slash);
 /* Decodes %XX escapes (a malformed escape is copied literally). */
+int buf_hexval(char c);                               /* 0-15, or -1 */
 int buf_append_unescaped(buf_t *b, const char *p, size_t n);
 void buf_clear(buf_t *b);                              /* len = 0, keeps memory */
 void buf_free(buf_t *b);

@@ -418,18 +418,6 @@ json_ws(const char *p, const char *e)
     return p;
 }
 
-static int
-hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* A string starting at *pp (on the quote) into `out`; *pp ends past it. */
 static int
 json_string(const char **pp, const char *e, buf_t *out)
@@ -462,7 +450,7 @@ json_string(const char **pp, const char *e, buf_t *out)
             if (e - p < 5)
                 return -1;
             for (i = 1; i <= 4; i++) {
-                int h = hexval(p[i]);
+                int h = buf_hexval(p[i]);
                 if (h < 0)
                     return -1;
                 cp = cp * 16 + (unsigned)h;
@@ -1097,6 +1085,23 @@ form_add(buf_t *f, const char *name, const char *value)
            buf_append_uri(f, value, strlen(value), 0) < 0 ? -1 : 0;
 }
 
+/* Checks the role ARN and the session name of an STS call; a missing session
+ * name becomes one of ours, kept in `name`. -1 with ch->err set. */
+static int
+role_params(chain *ch, const char *role_arn, const char **session, buf_t *name)
+{
+    if (check_name(ch, role_arn, 20, 2048, ":/+=,.@_-", "the role ARN") < 0)
+        return -1;
+    if (*session != NULL)
+        return check_name(ch, *session, 2, 64, "+=,.@_-", "the role session name");
+    if (buf_printf(name, "django-s3-storage-%ld", (long)time(NULL)) < 0) {
+        buf_puts(&ch->err, "out of memory");
+        return -1;
+    }
+    *session = name->data;
+    return 0;
+}
+
 static int
 assume_role(chain *ch, const char *role_arn, const char *session, const char *external_id,
             const char *duration, const cred_set *signer, const char *what, cred_set **out)
@@ -1104,15 +1109,8 @@ assume_role(chain *ch, const char *role_arn, const char *session, const char *ex
     buf_t form = BUF_INIT, name = BUF_INIT;
     int rc = -1;
 
-    if (check_name(ch, role_arn, 20, 2048, ":/+=,.@_-", "role_arn") < 0)
+    if (role_params(ch, role_arn, &session, &name) < 0)
         goto done;
-    if (session == NULL) {
-        if (buf_printf(&name, "django-s3-storage-%ld", (long)time(NULL)) < 0)
-            goto oom;
-        session = name.data;
-    } else if (check_name(ch, session, 2, 64, "+=,.@_-", "the role session name") < 0) {
-        goto done;
-    }
     if (form_add(&form, "Action", "AssumeRole") < 0 ||
         (duration && form_add(&form, "DurationSeconds", duration) < 0) ||
         (external_id && form_add(&form, "ExternalId", external_id) < 0) ||
@@ -1162,15 +1160,8 @@ web_identity(chain *ch, const char *role_arn, const char *token_file, const char
         goto done;
     }
     tok.data[e - tok.data] = '\0';
-    if (check_name(ch, role_arn, 20, 2048, ":/+=,.@_-", "the role ARN") < 0)
+    if (role_params(ch, role_arn, &session, &name) < 0)
         goto done;
-    if (session == NULL) {
-        if (buf_printf(&name, "django-s3-storage-%ld", (long)time(NULL)) < 0)
-            goto oom;
-        session = name.data;
-    } else if (check_name(ch, session, 2, 64, "+=,.@_-", "the role session name") < 0) {
-        goto done;
-    }
     if (form_add(&form, "Action", "AssumeRoleWithWebIdentity") < 0 ||
         form_add(&form, "RoleArn", role_arn) < 0 ||
         form_add(&form, "RoleSessionName", session) < 0 ||

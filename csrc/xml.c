@@ -164,18 +164,6 @@ xml_at(const xml_sax *x, int depth, const char *const *names)
 /* ---- ListBucketResult -------------------------------------------------- */
 
 static int
-hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static int
 arena_str(xml_list *l, xml_str *s)
 {
     s->off = l->arena.len;
@@ -224,8 +212,8 @@ url_decode_in_place(char *a, xml_str *s)
         int hi, lo;
         if (p[i] == '+') {
             *w++ = ' ';
-        } else if (p[i] == '%' && i + 2 < n && (hi = hex_digit(p[i + 1])) >= 0 &&
-                   (lo = hex_digit(p[i + 2])) >= 0) {
+        } else if (p[i] == '%' && i + 2 < n && (hi = buf_hexval(p[i + 1])) >= 0 &&
+                   (lo = buf_hexval(p[i + 2])) >= 0) {
             *w++ = (char)(hi * 16 + lo);
             i += 2;
         } else {

@@ -534,8 +534,10 @@ def test_indented_key_lines_are_keys_and_nested_blocks_are_not(
 def test_credential_process_gets_default_signals_and_no_inherited_fds(
         fake_s3: CredServer, aws_files: Callable[..., None], tmp_path: Path) -> None:
     out = tmp_path / "seen"
+    # grep reads its own status: it has what the shell had when it forked (the shell's own
+    # /proc entry shows every signal blocked while it waits for a child: dash does that)
     aws_files(config=f"[profile p]\ncredential_process = grep -E '^Sig(Ign|Blk)' "
-                     f"/proc/$$/status > '{out}'; ls -l /proc/$$/fd >> '{out}'; exit 1\n")
+                     f"/proc/self/status > '{out}'; ls -l /proc/$$/fd >> '{out}'; exit 1\n")
     other = make_client(fake_s3.endpoint, access_key="AKIDEXPLICIT00001", secret_key="s")
     other.get_object("k")          # a pooled keep-alive socket stays open meanwhile
     errors: list[BaseException] = []
