@@ -11,32 +11,19 @@ Each one stops by itself when its `with` block ends; handler threads are daemons
 """
 from __future__ import annotations
 
-import http.server
 import json
 import socket
-import socketserver
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 from urllib.parse import parse_qs
 
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
+from servers import Reply, ScriptedServer, Seen
 
 
-@dataclass
-class Answer:
-    status: int = 200
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
+# the replies a credentials stand-in gives are FakeS3's
+Answer = Reply
 
 
 @dataclass
@@ -52,63 +39,17 @@ class Creds:
         return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class CredServer:
+class CredServer(ScriptedServer):
+    """A ScriptedServer whose script sees every request as a Seen; it answers
+    CONNECT too (a stand-in proxy) and stops quickly."""
+
     def __init__(self, script: Callable[[Seen], Answer]) -> None:
-        self.script = script
-        self.seen: list[Seen] = []
-        self.lock = threading.Lock()
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            timeout = 10
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                seen = Seen(self.command, self.path, dict(self.headers), body)
-                with server.lock:
-                    server.seen.append(seen)
-                answer = server.script(seen)
-                if answer.delay:
-                    time.sleep(answer.delay)
-                self.send_response(answer.status)
-                for k, v in answer.headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(answer.body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(answer.body)
-
-            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_CONNECT = _serve
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
-                                       daemon=True)
-        self.thread.start()
+        super().__init__(script, timeout=10, poll_interval=0.05,
+                         methods=("GET", "PUT", "POST", "HEAD", "DELETE", "CONNECT"))
 
     def count(self, path_part: str = "") -> int:
         with self.lock:
             return sum(1 for s in self.seen if path_part in s.path)
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
-
-    def __enter__(self) -> "CredServer":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class _Issuer:

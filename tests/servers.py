@@ -1,6 +1,10 @@
 """Local servers for the tests, all on 127.0.0.1, all stopped by their fixtures.
 
 - MotoServer: `python -m moto.server` in a separate process on a free port.
+- LocalServer: a threaded HTTP server on a free port of 127.0.0.1 (daemon
+  threads, optional TLS) that stops with its `with` block: the base of the rest.
+- ScriptedServer: a LocalServer whose replies a test scripts; it records every
+  request. cred_servers.py and the region tests build their stand-ins on it.
 - FakeS3: a small HTTP/1.1 keep-alive server whose replies a test scripts, for
   what moto cannot do: keep-alive, slow replies, 5xx then success, hostile XML.
 """
@@ -18,7 +22,8 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Self
 
 
 def free_port() -> int:
@@ -38,6 +43,16 @@ def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | Non
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
+
+
+def self_signed_cert(d: Path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 made by openssl in `d`: (cert.pem, key.pem)."""
+    cert, key = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
 
 
 class MotoServer:
@@ -98,52 +113,26 @@ class Reply:
     delay: float = 0.0
 
 
-class FakeS3:
-    """An HTTP/1.1 server with keep-alive whose replies come from `script`: a
-    function of (method, path) to a Reply. It records what it saw."""
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
 
-    def __init__(self, script: Callable[[str, str], Reply], tls: tuple[str, str] | None = None,
-                 alpn: list[str] | None = None):
-        self.script = script
-        self.requests: list[tuple[str, str, dict[str, str]]] = []
-        self.connections: set[int] = set()
-        self.versions: list[str] = []
-        self.lock = threading.Lock()
-        fake = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            timeout = 30  # an idle keep-alive connection closes by itself
+class LocalServer:
+    """A threaded HTTP server on 127.0.0.1 (a free port) running `handler` in daemon
+    threads, TLS-capable; `stop()` or the end of its `with` block stops it."""
 
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
-                with fake.lock:
-                    fake.requests.append((self.command, self.path, dict(self.headers)))
-                    fake.versions.append(self.request_version)
-                    fake.connections.add(id(self.connection))
-                reply = fake.script(self.command, self.path)
-                if reply.delay:
-                    time.sleep(reply.delay)
-                self.send_response(reply.status)
-                for k, v in reply.headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(reply.body)
-
-            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _serve
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+    def __init__(self, handler: type[http.server.BaseHTTPRequestHandler],
+                 tls: tuple[str, str] | None = None, alpn: list[str] | None = None,
+                 poll_interval: float = 0.5) -> None:
         class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
             daemon_threads = True
             allow_reuse_address = True
 
-        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server = Server(("127.0.0.1", 0), handler)
         scheme = "http"
         if tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -154,7 +143,8 @@ class FakeS3:
             scheme = "https"
         self.port = self.server.server_address[1]
         self.endpoint = f"{scheme}://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(poll_interval,),
+                                       daemon=True)
         self.thread.start()
 
     def stop(self) -> None:
@@ -162,8 +152,74 @@ class FakeS3:
         self.server.server_close()
         self.thread.join(timeout=10)
 
-    def __enter__(self) -> "FakeS3":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class ScriptedServer(LocalServer):
+    """An HTTP/1.1 keep-alive server that reads each request's body, asks
+    `answer(handler, body)` for a Reply (the hook that records the request and runs
+    the test's script) and writes that Reply, after its delay. By default the
+    script is a function of the whole request, a Seen, and `seen` keeps them all;
+    a subclass that overrides `answer` records and calls `script` its own way."""
+
+    def __init__(self, script: Callable[..., Reply], *, timeout: float = 30,
+                 methods: tuple[str, ...] = ("GET", "PUT", "HEAD", "DELETE", "POST"),
+                 tls: tuple[str, str] | None = None, alpn: list[str] | None = None,
+                 poll_interval: float = 0.5) -> None:
+        self.script = script
+        self.seen: list[Seen] = []
+        self.lock = threading.Lock()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                reply = owner.answer(self, self.rfile.read(length) if length else b"")
+                if reply.delay:
+                    time.sleep(reply.delay)
+                self.send_response(reply.status)
+                for k, v in reply.headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(reply.body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        Handler.timeout = timeout  # an idle keep-alive connection closes by itself
+        for method in methods:
+            setattr(Handler, f"do_{method}", Handler._serve)
+        super().__init__(Handler, tls, alpn, poll_interval)
+
+    def answer(self, handler: http.server.BaseHTTPRequestHandler, body: bytes) -> Reply:
+        seen = Seen(handler.command, handler.path, dict(handler.headers), body)
+        with self.lock:
+            self.seen.append(seen)
+        return self.script(seen)
+
+
+class FakeS3(ScriptedServer):
+    """An HTTP/1.1 server with keep-alive whose replies come from `script`: a
+    function of (method, path) to a Reply. It records what it saw."""
+
+    def __init__(self, script: Callable[[str, str], Reply], tls: tuple[str, str] | None = None,
+                 alpn: list[str] | None = None):
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.connections: set[int] = set()
+        self.versions: list[str] = []
+        super().__init__(script, tls=tls, alpn=alpn)
+
+    def answer(self, handler: http.server.BaseHTTPRequestHandler, body: bytes) -> Reply:
+        with self.lock:
+            self.requests.append((handler.command, handler.path, dict(handler.headers)))
+            self.versions.append(handler.request_version)
+            self.connections.add(id(handler.connection))
+        return self.script(handler.command, handler.path)

@@ -8,14 +8,13 @@ import subprocess
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from django_s3_storage import _s3
 
 from conftest import S3Target
-from servers import FakeS3, Reply
+from servers import FakeS3, Reply, self_signed_cert
 
 KEYS = [
     "plain.txt",
@@ -595,13 +594,7 @@ def test_truncated_gzip_body_is_a_clean_error() -> None:
 
 @pytest.fixture(scope="module")
 def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    d: Path = tmp_path_factory.mktemp("tls")
-    cert, key = str(d / "cert.pem"), str(d / "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
-                    "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
-    return cert, key
+    return self_signed_cert(tmp_path_factory.mktemp("tls"))
 
 
 def test_https_speaks_http_1_1_even_when_h2_is_offered(self_signed: tuple[str, str]) -> None:

@@ -24,7 +24,7 @@ from django_s3_storage import _s3
 from conftest import S3Target
 from cred_servers import (Answer, Blackhole, ContainerServer, CredServer, Creds, ImdsServer,
                           Seen, StsServer, creds_json, sts_xml)
-from servers import FakeS3, MotoServer, Reply
+from servers import FakeS3, MotoServer, Reply, self_signed_cert
 
 EXPIRED = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ExpiredToken</Code>'
            b"<Message>The provided token has expired.</Message><RequestId>r</RequestId></Error>")
@@ -564,13 +564,7 @@ def test_credential_process_gets_default_signals_and_no_inherited_fds(
 
 @pytest.fixture(scope="module")
 def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    d: Path = tmp_path_factory.mktemp("tls")
-    cert, key = str(d / "cert.pem"), str(d / "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
-                    "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
-    return cert, key
+    return self_signed_cert(tmp_path_factory.mktemp("tls"))
 
 
 def test_the_storages_verify_setting_reaches_only_an_sts_endpoint_the_environment_names(
@@ -673,38 +667,9 @@ def test_a_rotated_web_identity_token_file_is_read_again(
     assert "X-Amz-Credential=ASIASECOND000001%2F" in url
 
 
-def test_sts_errors_never_echo_the_token(fake_s3: CredServer, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    token_file = tmp_path / "token"
-    token_file.write_text("very-secret-oidc-token")
-    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token_file))
-    monkeypatch.setenv("AWS_ROLE_ARN", ROLE)
-
-    def refuse(form: dict[str, str]) -> Answer:
-        return Answer(400, ("<ErrorResponse><Error><Code>InvalidIdentityToken</Code><Message>"
-                            f"bad token {form['WebIdentityToken']}</Message></Error>"
-                            "</ErrorResponse>").encode())
-
-    with StsServer([], answer=refuse) as sts:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.endpoint)
-        with pytest.raises(_s3.S3Error) as info:
-            make_client(fake_s3.endpoint).get_object("k")
-    assert "InvalidIdentityToken" in str(info.value) and "HTTP 400" in str(info.value)
-    assert "very-secret-oidc-token" not in error_texts(info.value)
-    dtd = (b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x "y">]><AssumeRoleWithWebIdentity'
-           b'Response><Credentials><AccessKeyId>&x;</AccessKeyId></Credentials>'
-           b'</AssumeRoleWithWebIdentityResponse>')
-    with StsServer([], answer=lambda form: Answer(200, dtd)) as sts:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.endpoint)
-        with pytest.raises(_s3.S3Error, match="without Credentials: XML with a DTD is refused"):
-            make_client(fake_s3.endpoint).get_object("k")
-
-
-def test_sts_errors_never_echo_part_of_a_long_token(fake_s3: CredServer, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    # the message is cut short before it is shown: what is left still holds a run
-    # of the token, and is not shown either
-    token = "eyJhbGciOiJSUzI1NiJ9." + "A" * 400 + ".SIGNATUREPART" + "S" * 400
+def sts_refusal(fake_s3: CredServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                token: str) -> _s3.S3Error:
+    """The error a client gets from an STS that refuses `token`, echoing it."""
     token_file = tmp_path / "token"
     token_file.write_text(token)
     monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token_file))
@@ -719,7 +684,29 @@ def test_sts_errors_never_echo_part_of_a_long_token(fake_s3: CredServer, tmp_pat
         monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.endpoint)
         with pytest.raises(_s3.S3Error) as info:
             make_client(fake_s3.endpoint).get_object("k")
-    text = error_texts(info.value)
+    return info.value
+
+
+def test_sts_errors_never_echo_the_token(fake_s3: CredServer, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    err = sts_refusal(fake_s3, tmp_path, monkeypatch, "very-secret-oidc-token")
+    assert "InvalidIdentityToken" in str(err) and "HTTP 400" in str(err)
+    assert "very-secret-oidc-token" not in error_texts(err)
+    dtd = (b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x "y">]><AssumeRoleWithWebIdentity'
+           b'Response><Credentials><AccessKeyId>&x;</AccessKeyId></Credentials>'
+           b'</AssumeRoleWithWebIdentityResponse>')
+    with StsServer([], answer=lambda form: Answer(200, dtd)) as sts:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.endpoint)
+        with pytest.raises(_s3.S3Error, match="without Credentials: XML with a DTD is refused"):
+            make_client(fake_s3.endpoint).get_object("k")
+
+
+def test_sts_errors_never_echo_part_of_a_long_token(fake_s3: CredServer, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # the message is cut short before it is shown: what is left still holds a run
+    # of the token, and is not shown either
+    token = "eyJhbGciOiJSUzI1NiJ9." + "A" * 400 + ".SIGNATUREPART" + "S" * 400
+    text = error_texts(sts_refusal(fake_s3, tmp_path, monkeypatch, token))
     assert "InvalidIdentityToken" in text and "not shown: it repeats a secret" in text
     assert "eyJhbGciOiJSUzI1NiJ9" not in text and "A" * 16 not in text
 

@@ -8,7 +8,6 @@ import http.client
 import http.server
 import select
 import socket
-import socketserver
 import subprocess
 import threading
 import time
@@ -25,7 +24,7 @@ from django_s3_storage import _s3
 from django_s3_storage.storage import S3Storage, StaticS3Storage
 
 from conftest import S3Target
-from servers import FakeS3, Reply, free_port
+from servers import FakeS3, LocalServer, Reply, free_port
 
 ERROR_XML = ("<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
              "<Message>msg</Message><RequestId>REQ1</RequestId></Error>")
@@ -277,7 +276,7 @@ HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te"
        "upgrade", "proxy-authorization", "server", "date"}
 
 
-class ForwardProxy:
+class ForwardProxy(LocalServer):
     """A forward HTTP proxy on 127.0.0.1: absolute-URI requests for http://127.0.0.1
     are forwarded, CONNECT to 127.0.0.1 is tunnelled, anything else is refused
     (403). It records what it was asked, and stops with its fixture."""
@@ -350,18 +349,8 @@ class ForwardProxy:
             def log_message(self, *args: object) -> None:
                 pass
 
-        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-            daemon_threads = True
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
+        super().__init__(Handler)
+        self.url = self.endpoint
 
 
 @pytest.fixture

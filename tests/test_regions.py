@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.server
 import re
-import socketserver
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -23,7 +20,7 @@ from django_s3_storage import _s3
 from django_s3_storage.storage import S3Storage
 
 from conftest import S3Target
-from servers import FakeS3, Reply
+from servers import FakeS3, Reply, ScriptedServer, Seen
 
 SECRET = "region-test-secret"
 # every Client here has keys: none looks for credentials elsewhere
@@ -42,69 +39,18 @@ def scope_region(headers: dict[str, str]) -> str | None:
     return m.group(1) if m else None
 
 
-@dataclass
-class Seen:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
 Script = Callable[[Seen], Reply]
 
 
-@dataclass
-class HeaderServer:
+class HeaderServer(ScriptedServer):
     """Like FakeS3, but the script sees the whole request (headers and body)."""
-    script: Script
-    requests: list[Seen] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        srv = self
-        self.lock = threading.Lock()
+    def __init__(self, script: Script) -> None:
+        super().__init__(script)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            timeout = 30
-
-            def _serve(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                seen = Seen(self.command, self.path, dict(self.headers), body)
-                with srv.lock:
-                    srv.requests.append(seen)
-                reply = srv.script(seen)
-                self.send_response(reply.status)
-                for k, v in reply.headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(reply.body)
-
-            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _serve
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-            daemon_threads = True
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
-
-    def __enter__(self) -> "HeaderServer":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    @property
+    def requests(self) -> list[Seen]:
+        return self.seen
 
 
 def regional(home: str, misdirected: Callable[[Seen], Reply]) -> HeaderServer:
