@@ -424,8 +424,9 @@ module_exec(PyObject *m)
     }
     xmlInitParser();
     st->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-    if (st->sha256 == NULL) {
-        PyErr_SetString(PyExc_ImportError, "OpenSSL has no SHA-256");
+    st->md5 = EVP_MD_fetch(NULL, "MD5", NULL);
+    if (st->sha256 == NULL || st->md5 == NULL) {
+        PyErr_SetString(PyExc_ImportError, "OpenSSL has no SHA-256 or no MD5");
         goto done;
     }
     st->S3Error = PyErr_NewExceptionWithDoc(
@@ -488,6 +489,10 @@ module_free(void *m)
     if (st->sha256) {
         EVP_MD_free(st->sha256);
         st->sha256 = NULL;
+    }
+    if (st->md5) {
+        EVP_MD_free(st->md5);
+        st->md5 = NULL;
     }
 }
 

@@ -13,6 +13,7 @@ typedef struct {
     PyObject *S3Error;          /* OSError subclass: code, status, request_id, bucket, key */
     PyObject *S3NotFoundError;  /* S3Error and FileNotFoundError */
     EVP_MD *sha256;             /* fetched once; shared read-only by every thread */
+    EVP_MD *md5;                /* Content-MD5 and ETag checks */
 } s3_state;
 
 /* Raises S3Error (or S3NotFoundError when status is 404 / code NoSuchKey) with

@@ -148,18 +148,18 @@ new_handle(xfer_pool *p, const xfer_opts *o)
     return h;
 }
 
-static CURL *
-pool_take(xfer_pool *p, const xfer_opts *o)
+CURL *
+xfer_take(xfer_pool *p, const xfer_opts *o, int wait)
 {
     CURL *h = NULL;
     int create = 0;
 
     pthread_mutex_lock(&p->lock);
-    while (p->nidle == 0 && p->created >= p->max)
+    while (wait && p->nidle == 0 && p->created >= p->max)
         pthread_cond_wait(&p->cond, &p->lock);
     if (p->nidle > 0) {
         h = p->idle[--p->nidle];
-    } else {
+    } else if (p->created < p->max) {
         p->created++;
         create = 1;
     }
@@ -173,14 +173,29 @@ pool_take(xfer_pool *p, const xfer_opts *o)
     return h;
 }
 
-static void
-pool_give(xfer_pool *p, CURL *h, long connects)
+CURL *
+xfer_take_extra(xfer_pool *p, const xfer_opts *o)
 {
+    return new_handle(p, o);
+}
+
+void
+xfer_give(xfer_pool *p, CURL *h)
+{
+    long connects = 0;
+    int keep;
+
+    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects);
     pthread_mutex_lock(&p->lock);
-    p->idle[p->nidle++] = h;
+    /* a handle beyond what the idle list holds (an extra one) is closed */
+    keep = p->nidle < p->max;
+    if (keep)
+        p->idle[p->nidle++] = h;
     p->new_connections += connects;
     pthread_cond_signal(&p->cond);
     pthread_mutex_unlock(&p->lock);
+    if (!keep)
+        curl_easy_cleanup(h);
 }
 
 static size_t
@@ -213,11 +228,12 @@ on_body(char *p, size_t size, size_t n, void *ud)
 
     if (r->status >= 200 && r->status < 300) {
         if (r->sink) {
-            if (r->sink(r->sink_ud, p, len) < 0) {
+            int rc = r->sink(r->sink_ud, p, len);
+            if (rc < 0) {
                 r->sink_failed = 1;
                 return 0;
             }
-            return len;
+            return rc > 0 ? CURL_WRITEFUNC_PAUSE : len;
         }
         return buf_append(&r->body_out, p, len) < 0 ? 0 : len;
     }
@@ -255,11 +271,9 @@ on_seek(void *ud, curl_off_t offset, int origin)
     return CURL_SEEKFUNC_OK;
 }
 
-int
-xfer_perform(xfer_pool *p, const xfer_opts *o, xfer_request *r)
+void
+xfer_setup(CURL *h, const xfer_opts *o, xfer_request *r)
 {
-    CURL *h;
-    long connects = 0;
     int upload = r->body != NULL || strcmp(r->method, "PUT") == 0;
 
     r->status = 0;
@@ -269,12 +283,6 @@ xfer_perform(xfer_pool *p, const xfer_opts *o, xfer_request *r)
     r->body_pos = 0;
     buf_clear(&r->head);
     buf_clear(&r->body_out);
-    h = pool_take(p, o);
-    if (h == NULL) {
-        r->curl_rc = CURLE_OUT_OF_MEMORY;
-        strcpy(r->errbuf, "cannot create a connection handle");
-        return -1;
-    }
     /* the method: undo whatever the handle's previous request set */
     curl_easy_setopt(h, CURLOPT_NOBODY, 0L);
     curl_easy_setopt(h, CURLOPT_UPLOAD, 0L);
@@ -303,6 +311,7 @@ xfer_perform(xfer_pool *p, const xfer_opts *o, xfer_request *r)
     curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, r);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->errbuf);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -312,10 +321,12 @@ xfer_perform(xfer_pool *p, const xfer_opts *o, xfer_request *r)
     /* only when given: a NULL would also drop libcurl's built-in CA bundle */
     if (o->ca_bundle)
         curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_bundle);
+}
 
-    r->curl_rc = curl_easy_perform(h);
-
-    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects);
+int
+xfer_finish(CURL *h, xfer_request *r, CURLcode rc)
+{
+    r->curl_rc = rc;
     /* no pointer into this request may outlive it */
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
@@ -323,7 +334,7 @@ xfer_perform(xfer_pool *p, const xfer_opts *o, xfer_request *r)
     curl_easy_setopt(h, CURLOPT_WRITEDATA, NULL);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, NULL);
     curl_easy_setopt(h, CURLOPT_SEEKDATA, NULL);
-    pool_give(p, h, connects);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, NULL);
     if (r->curl_rc != CURLE_OK) {
         if (r->errbuf[0] == '\0') {
             strncpy(r->errbuf, curl_easy_strerror(r->curl_rc), sizeof(r->errbuf) - 1);
@@ -332,6 +343,23 @@ xfer_perform(xfer_pool *p, const xfer_opts *o, xfer_request *r)
         return -1;
     }
     return 0;
+}
+
+int
+xfer_perform(xfer_pool *p, const xfer_opts *o, xfer_request *r)
+{
+    CURL *h = xfer_take(p, o, 1);
+    int rc;
+
+    if (h == NULL) {
+        r->curl_rc = CURLE_OUT_OF_MEMORY;
+        strcpy(r->errbuf, "cannot create a connection handle");
+        return -1;
+    }
+    xfer_setup(h, o, r);
+    rc = xfer_finish(h, r, curl_easy_perform(h));
+    xfer_give(p, h);
+    return rc;
 }
 
 void
@@ -446,12 +474,12 @@ xfer_backoff_delay(int retry, int throttled, double jitter, double retry_after)
     return t;
 }
 
-void
-xfer_backoff(const xfer_request *r, int attempt, int transport_failed, const char *code)
+double
+xfer_backoff_seconds(const xfer_request *r, int attempt, int transport_failed, const char *code)
 {
-    struct timespec ts, now;
+    struct timespec now;
     unsigned int seed;
-    double retry_after = -1.0, s;
+    double retry_after = -1.0;
     size_t len = 0;
     const char *h = transport_failed ? NULL : xfer_header(r, "x-amz-retry-after", &len);
 
@@ -459,10 +487,20 @@ xfer_backoff(const xfer_request *r, int attempt, int transport_failed, const cha
         retry_after = strtol(h, NULL, 10) / 1000.0;   /* milliseconds */
     clock_gettime(CLOCK_MONOTONIC, &now);
     seed = (unsigned int)now.tv_nsec ^ (unsigned int)now.tv_sec ^ (unsigned int)pthread_self();
-    s = xfer_backoff_delay(attempt, xfer_throttled(r, transport_failed, code),
-                           (double)rand_r(&seed) / ((double)RAND_MAX + 1.0), retry_after);
+    return xfer_backoff_delay(attempt, xfer_throttled(r, transport_failed, code),
+                              (double)rand_r(&seed) / ((double)RAND_MAX + 1.0), retry_after);
+}
+
+void
+xfer_sleep(double s)
+{
+    struct timespec ts;
+
+    if (!(s > 0.0))
+        return;
     ts.tv_sec = (time_t)s;
     ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
 }
+

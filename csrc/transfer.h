@@ -41,7 +41,9 @@ typedef struct {
     const char *user_agent; /* NULL: none */
 } xfer_opts;
 
-/* Receives the body of a 2xx reply; returns 0, or -1 to abort the transfer. */
+/* Receives the body of a 2xx reply; returns 0, -1 to abort the transfer, or 1 to
+ * pause it (the same bytes come again after curl_easy_pause(CURLPAUSE_CONT): the
+ * sink must not have kept them). Pausing is for transfers on a multi handle. */
 typedef int (*xfer_sink)(void *ud, const char *p, size_t n);
 
 #define XFER_ERROR_BODY_MAX (1 << 20)
@@ -77,6 +79,19 @@ int xfer_pool_check_fork(xfer_pool *p);
  * transport failure (r->curl_rc and r->errbuf say what). Call without the GIL. */
 int xfer_perform(xfer_pool *p, const xfer_opts *o, xfer_request *r);
 void xfer_request_free(xfer_request *r);
+
+/* For a caller that drives transfers itself on a curl multi handle (several at once,
+ * or one that pauses). Take a pooled handle (wait: block until one is free; else
+ * NULL when the pool is exhausted), or an extra one outside the pool's count
+ * (closed when given back to a full pool); set it up for r (CURLOPT_PRIVATE points
+ * to r); when curl says the transfer is done, xfer_finish() with its result
+ * (0: a response, -1: transport failure) and, after curl_multi_remove_handle(),
+ * xfer_give() it back. All without the GIL. */
+CURL *xfer_take(xfer_pool *p, const xfer_opts *o, int wait);
+CURL *xfer_take_extra(xfer_pool *p, const xfer_opts *o);
+void xfer_setup(CURL *h, const xfer_opts *o, xfer_request *r);
+int xfer_finish(CURL *h, xfer_request *r, CURLcode rc);
+void xfer_give(xfer_pool *p, CURL *h);
 /* The value of a response header (case-insensitive name), or NULL. */
 const char *xfer_header(const xfer_request *r, const char *name, size_t *len);
 
@@ -91,9 +106,10 @@ int xfer_throttled(const xfer_request *r, int transport_failed, const char *s3_c
  * for throttling and 50 ms otherwise, jitter in [0, 1); raised towards
  * retry_after (seconds, < 0: none) by at most 5 s. Pure: for the tests too. */
 double xfer_backoff_delay(int retry, int throttled, double jitter, double retry_after);
-/* Sleeps before attempt `attempt` + 1, as xfer_backoff_delay() says for this
+/* The wait before attempt `attempt` + 1, as xfer_backoff_delay() says for this
  * reply (its x-amz-retry-after header included) and a random jitter. */
-void xfer_backoff(const xfer_request *r, int attempt, int transport_failed,
-                  const char *s3_code);
+double xfer_backoff_seconds(const xfer_request *r, int attempt, int transport_failed,
+                            const char *s3_code);
+void xfer_sleep(double seconds);
 
 #endif
