@@ -7,11 +7,12 @@ changing anything.
 """
 from __future__ import annotations
 
-import io
 import mimetypes
 import os
 import posixpath
 import re
+import tempfile
+import zlib
 from datetime import datetime, timezone as dt_timezone
 from types import SimpleNamespace
 from typing import Any, Iterator
@@ -28,14 +29,21 @@ from django.utils.deconstruct import deconstructible
 from django.utils.encoding import filepath_to_uri
 
 from django_s3_storage import _s3
+from django_s3_storage.files import READ_MODES, WRITE_MODES, S3File, S3WriteFile
 
-__all__ = ["S3Error", "S3File", "S3Storage", "StaticS3Storage", "ManifestStaticS3Storage"]
+__all__ = ["S3Error", "S3File", "S3WriteFile", "S3Storage", "StaticS3Storage",
+           "ManifestStaticS3Storage"]
 
 #: Raised for every failed S3 request; S3NotFoundError (also a FileNotFoundError)
 #: for a missing key. Both are OSError, as Django expects of a storage.
 S3Error = _s3.S3Error
 
 UNCOMPRESSED_SIZE_META_KEY = "uncompressed_size"
+# save() reads its content in chunks of this size
+_CHUNK = 1024 * 1024
+# S3's bounds on a part of a multipart upload (the last one may be smaller)
+_PART_MIN = 5 * 1024 * 1024
+_PART_MAX = 5 * 1024 * 1024 * 1024
 # Ceph RGW hands metadata names back with '-' for '_'.
 _UNCOMPRESSED_SIZE_KEYS = (UNCOMPRESSED_SIZE_META_KEY, "uncompressed-size")
 _GZIP_SUBTYPES = frozenset(("xml", "json", "html", "javascript"))
@@ -199,23 +207,6 @@ def _to_posix(name: str) -> str:
     return name.replace(os.sep, "/") if os.sep != "/" else name
 
 
-class S3File(File):
-    """A file read from S3; it can be opened again after it is closed."""
-
-    def __init__(self, file: Any, name: str, storage: "S3Storage", mode: str = "rb") -> None:
-        super().__init__(file, name)
-        self._storage = storage
-        self.mode = mode
-
-    def open(self, mode: str | None = None, *args: Any, **kwargs: Any) -> "S3File":
-        if self.closed:
-            self.file = self._storage.open(self.name, mode or self.mode).file
-            self.mode = mode or self.mode
-        else:
-            self.seek(0)
-        return self
-
-
 @deconstructible
 class S3Storage(Storage):
     """Django's Storage API on an S3 bucket."""
@@ -259,13 +250,16 @@ class S3Storage(Storage):
         "AWS_S3_PROXY": "",
         "AWS_S3_PUBLIC_ENDPOINT_URL": "",
         "AWS_S3_ACL": "auto",
+        # bigger uploads go multipart, in parts of this size (grown to stay within
+        # S3's 10,000 parts), several in flight on the pooled connections
+        "AWS_S3_MULTIPART_THRESHOLD": 8 * 1024 * 1024,
+        "AWS_S3_MULTIPART_CHUNKSIZE": 8 * 1024 * 1024,
     }
 
     s3_settings_suffix = ""
 
-    #: open() keeps a file in memory up to this size, and spools a larger one (or
-    #: one that decompresses to more) to an unlinked temporary file, as 0.15 did.
-    spool_max_size = 10 * 1024 * 1024
+    #: save() compresses in memory up to this size, and to a temporary file beyond.
+    gzip_spool_size = 1024 * 1024
 
     def __init__(self, **kwargs: Any) -> None:
         # rebound first: a traceback through here shows the keyword arguments masked
@@ -409,6 +403,12 @@ class S3Storage(Storage):
         if total > _METADATA_MAX:
             refuse("AWS_S3_METADATA" + sfx, f"adds up to {total} bytes of names and values; "
                    f"S3 accepts {_METADATA_MAX} in total")
+        for key, low, what in (("AWS_S3_MULTIPART_THRESHOLD", 0, "0"),
+                               ("AWS_S3_MULTIPART_CHUNKSIZE", _PART_MIN, "5 MiB (S3's minimum)")):
+            value = getattr(s, key)
+            if not isinstance(value, int) or isinstance(value, bool) or \
+                    not low <= value <= _PART_MAX:
+                refuse(key + sfx, f"= {value!r} must be a number of bytes from {what} to 5 GiB")
 
     _CONFIGURED = ("settings", "_client", "_prefix")
 
@@ -547,43 +547,87 @@ class S3Storage(Storage):
         return family == "text" or subtype.split("+")[-1] in _GZIP_SUBTYPES
 
     @staticmethod
-    def _read_content(content: Any) -> bytes:
+    def _chunks(content: Any) -> Iterator[bytes]:
+        """The content from its start, in chunks; str (a text file) as UTF-8."""
         if hasattr(content, "seek") and getattr(content, "seekable", lambda: True)():
             content.seek(0)
-        chunks = content.chunks() if hasattr(content, "chunks") else [content.read()]
-        data = b"".join(c.encode("utf-8") if isinstance(c, str) else bytes(c) for c in chunks)
-        return data
+        if hasattr(content, "chunks"):
+            chunks = content.chunks(_CHUNK)
+        else:
+            chunks = iter(lambda: content.read(_CHUNK), content.read(0))
+        for chunk in chunks:
+            yield chunk.encode("utf-8") if isinstance(chunk, str) else chunk
+
+    def _gzipped(self, content: Any) -> tuple[Any, int] | None:
+        """The content compressed chunk by chunk into a temporary file (in memory
+        while small) and its original size; None when that is not smaller. Content
+        that cannot be read twice goes compressed whatever the outcome."""
+        rewinds = hasattr(content, "seek") and getattr(content, "seekable", lambda: True)()
+        packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+        spool = tempfile.SpooledTemporaryFile(max_size=self.gzip_spool_size)
+        size = packed = 0
+        for chunk in self._chunks(content):
+            size += len(chunk)
+            packed += spool.write(packer.compress(chunk))
+            if rewinds and packed >= size and packed > self.gzip_spool_size:
+                break   # it will not get smaller than what it holds now
+        else:
+            packed += spool.write(packer.flush())
+            if packed < size or not rewinds:
+                spool.seek(0)
+                return spool, size
+        spool.close()
+        return None
 
     def _save(self, name: str, content: Any) -> str:
         key = self._object_key(name)
+        s = self.settings
         params = self._put_params(name, self._max_age_for(name))
-        data = self._read_content(content)
-        content_type = self._content_type(name)
+        # the type the browser sent with an upload wins over the guess from the name
+        content_type = getattr(content, "content_type", None) or self._content_type(name)
         params["content_type"] = content_type
-        if self.settings.AWS_S3_GZIP and self._compressible(content_type):
-            packed = _s3.gzip_compress(data, 9)
-            if len(packed) < len(data):
+        source, spool = content, None
+        if s.AWS_S3_GZIP and self._compressible(content_type):
+            packed = self._gzipped(content)
+            if packed is not None:
+                spool, size = packed
+                source = File(spool)
                 params["content_encoding"] = "gzip"
-                params["metadata"][UNCOMPRESSED_SIZE_META_KEY] = str(len(data))
+                params["metadata"][UNCOMPRESSED_SIZE_META_KEY] = str(size)
                 self._check_metadata_total(params["metadata"])
-                data = packed
-        self._client.put_object(key, data, **params)
+        try:
+            size_hint = source.size if spool is None else -1
+        except (AttributeError, OSError, TypeError, ValueError):
+            size_hint = -1
+        try:
+            with self._writer(key, params, size_hint if isinstance(size_hint, int) else -1) as w:
+                for chunk in self._chunks(source):
+                    w.write(chunk)
+        finally:
+            if spool is not None:
+                spool.close()
         return name
+
+    def _writer(self, key: str, params: dict[str, Any], size_hint: int = -1) -> Any:
+        s = self.settings
+        return self._client.writer(key, part_size=s.AWS_S3_MULTIPART_CHUNKSIZE,
+                                   threshold=s.AWS_S3_MULTIPART_THRESHOLD,
+                                   size_hint=size_hint, **params)
 
     # ---- reads -------------------------------------------------------------------
 
-    def _open(self, name: str, mode: str = "rb") -> S3File:
-        if mode not in ("rb", "r", "rt"):
-            raise ValueError(f"S3 files can only be opened in read-only mode, not {mode!r}")
-        import tempfile
-
-        body, _meta = self._client.get_object(
-            self._object_key(name), decompress=True, spool_max=self.spool_max_size,
-            spool_dir=tempfile.gettempdir())
-        file: Any = io.BytesIO(body) if isinstance(body, bytes) else body
-        if "b" not in mode:
-            file = io.TextIOWrapper(file, encoding="utf-8")
-        return S3File(file, name, self, mode)
+    def _open(self, name: str, mode: str = "rb") -> S3File | S3WriteFile:
+        """A file that streams: reads fetch the object lazily, writes go up as they
+        come and are stored on close()."""
+        key = self._object_key(name)
+        if mode in READ_MODES:
+            return S3File(self._client.reader(key, decompress=True), name, self, mode)
+        if mode in WRITE_MODES:
+            params = self._put_params(name, self._max_age_for(name))
+            params["content_type"] = self._content_type(name)
+            return S3WriteFile(self._writer(key, params), name, self, mode)
+        raise ValueError(f"S3 files open for reading ({', '.join(READ_MODES)}) or for "
+                         f"writing ({', '.join(WRITE_MODES)}), not {mode!r}")
 
     def meta(self, name: str) -> dict[str, Any]:
         """The object's headers in the shape of boto3's head_object."""

@@ -360,6 +360,7 @@ SENTINELS = {
     "AWS_S3_READ_TIMEOUT": 7.5, "AWS_S3_MAX_ATTEMPTS": 2, "AWS_S3_VERIFY": False,
     "AWS_S3_PROXY": "http://127.0.0.1:3128", "AWS_S3_PUBLIC_ENDPOINT_URL": "http://localhost:9",
     "AWS_S3_ACL": "bucket-owner-full-control",
+    "AWS_S3_MULTIPART_THRESHOLD": 0, "AWS_S3_MULTIPART_CHUNKSIZE": 64 * 1024 * 1024,
 }
 
 

@@ -1,0 +1,120 @@
+"""The File objects S3Storage.open() returns.
+
+Reading streams: the object comes in through one GET that is paused while the
+caller is not reading (``_s3.Reader``); seek() reads lazily from where it lands.
+Writing streams too: bytes go up as a multipart upload as they are written
+(``_s3.Writer``), committed on close(), dropped on an exception inside ``with``.
+"""
+from __future__ import annotations
+
+import io
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Iterator
+
+from django.core.files.base import File
+
+if TYPE_CHECKING:
+    from .storage import S3Storage
+
+READ_MODES = ("rb", "r", "rt")
+WRITE_MODES = ("wb", "w", "wt")
+
+
+class S3File(File):
+    """A file read from S3 as it streams in; it can be opened again after close()."""
+
+    def __init__(self, reader: Any, name: str, storage: "S3Storage", mode: str = "rb") -> None:
+        self._reader = reader
+        file: Any = reader
+        if "b" not in mode:
+            file = io.TextIOWrapper(io.BufferedReader(reader), encoding="utf-8")
+        super().__init__(file, name)
+        self._storage = storage
+        self.mode = mode
+
+    def _get_size(self) -> int:
+        if not hasattr(self, "_size"):
+            size = self._reader.size if "b" in self.mode else None
+            if size is None:
+                size = self._storage.size(self.name)
+            self._size = size
+        return self._size
+
+    size = property(_get_size, File._set_size)  # type: ignore[assignment]
+
+    def open(self, mode: str | None = None, *args: Any, **kwargs: Any) -> "S3File":
+        mode = mode or self.mode
+        if self.closed or mode != self.mode:
+            if not self.closed:
+                self.close()
+            again = self._storage.open(self.name, mode)
+            self._reader, self.file, self.mode = again._reader, again.file, mode
+        else:
+            self.seek(0)
+        return self
+
+
+class S3WriteFile(File):
+    """A file written to S3: a single PUT when it stays small, a multipart upload
+    once it outgrows AWS_S3_MULTIPART_THRESHOLD; nothing is stored before close()."""
+
+    def __init__(self, writer: Any, name: str, storage: "S3Storage", mode: str = "wb") -> None:
+        super().__init__(writer, name)
+        self._storage = storage
+        self.mode = mode
+        self._text = "b" not in mode
+
+    def write(self, data: Any) -> int:
+        if self._text:
+            if not isinstance(data, str):
+                raise TypeError(f"write() argument must be str, not {type(data).__name__}")
+            return self.file.write(data.encode("utf-8")) and len(data)
+        if isinstance(data, str):
+            raise TypeError("a bytes-like object is required, not 'str'")
+        return self.file.write(data)
+
+    def writelines(self, lines: Iterator[Any]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def readable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self.file.bytes_written
+
+    @property
+    def size(self) -> int:  # type: ignore[override]
+        return self.file.bytes_written
+
+    @property
+    def closed(self) -> bool:
+        return self.file.closed
+
+    def flush(self) -> None:
+        """Nothing to do: bytes are stored on close()."""
+
+    def close(self) -> None:
+        """Commits what was written: the object exists from here on."""
+        self.file.close()
+
+    def abort(self) -> None:
+        """Drops what was written; no object and no multipart upload remain."""
+        self.file.abort()
+
+    def open(self, mode: str | None = None, *args: Any, **kwargs: Any) -> "S3WriteFile":
+        raise ValueError("a file written to S3 cannot be opened again; open the storage's "
+                         "file by name instead")
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is not None:
+            self.abort()
+        else:
+            self.close()
