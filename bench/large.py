@@ -143,6 +143,20 @@ class Rgw:
 
 # ---- the run ------------------------------------------------------------------------------
 
+def checkout() -> str:
+    """The checkout's commit, and whether its files differ from it."""
+    def git(*a: str) -> str:
+        proc = subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "(not a git checkout)"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "csrc",
+                "django_s3_storage", "setup.py")
+    return commit + (" with uncommitted changes to the package" if dirty else "")
+
+
 def machine() -> dict[str, Any]:
     cpu = ""
     try:
@@ -180,6 +194,7 @@ def measure(args: argparse.Namespace, target: dict[str, str], pythons: dict[str,
                     name = f"bench-large/{impl}-{size}-{uuid.uuid4().hex[:10]}.bin"
                     base = dict(target, impl=impl, size=size, seed=SEED, chunk=args.chunk)
                     py = pythons[impl]
+                    measured = False
                     print(f"round {rnd + 1}/{args.rounds} {size_label(size)} {impl}: save",
                           end="", flush=True)
                     try:
@@ -218,11 +233,18 @@ def measure(args: argparse.Namespace, target: dict[str, str], pythons: dict[str,
                                 raise SystemExit(f"{impl} open10: the first 10 bytes differ")
                             print(f", open+read(10) {head['seconds']:.2f}s "
                                   f"{rec['bytes_moved'] / MiB:.1f} MiB moved", end="", flush=True)
+                        measured = True
                     finally:
-                        run_worker(py, dict(base, op="delete", name=name))
+                        print(flush=True)
+                        try:
+                            run_worker(py, dict(base, op="delete", name=name))
+                        except SystemExit as e:
+                            if measured:
+                                raise
+                            # the measurement's own failure is the one to report
+                            print(f"cleanup: {e}", file=sys.stderr)
                         if rgw is not None:
                             rgw.collect_garbage()
-                        print(flush=True)
     return {"runs": runs, "versions": versions, "expected_sha256":
             {str(k): v for k, v in expected.items()}}
 
@@ -420,8 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     for impl, v in measured["versions"].items():
         if impl == "ours":
             impl_versions[impl] = (f"django-s3-storage {v.get('django-s3-storage', '?')} from "
-                                   f"{v.get('django_s3_storage_path', '?')}, run by "
-                                   f"{pythons['ours']}")
+                                   f"{v.get('django_s3_storage_path', '?')} (commit "
+                                   f"{checkout()}), run by {pythons['ours']}")
         elif impl == "dss015":
             impl_versions[impl] = f"boto3 {v.get('boto3')}, from bench/venvs/dss015"
         else:

@@ -28,37 +28,34 @@ BLOCK = 1024 * 1024
 class PseudoRandomFile(io.RawIOBase):
     """`size` deterministic pseudo-random bytes, made on the fly and never held
     whole: block i (1 MiB) is a random 1 MiB base rotated by i * 1000003 bytes, so
-    every block differs (1000003 is odd, the block size a power of 2) and making
-    one costs a slice and a join. Reading it hashes what it hands out (SHA-256), in
+    every block differs (1000003 is odd, the block size a power of 2) and a read
+    costs one copy (slices of the base written twice over, joined). Reading it hashes what it hands out (SHA-256), in
     order; a read that skips ahead of what was hashed spoils the hash (`gap`)."""
 
     def __init__(self, size: int, seed: int) -> None:
         super().__init__()
         self.size = size
         self.name = "bench.bin"
-        self._base = random.Random(seed).randbytes(BLOCK)
+        base = random.Random(seed).randbytes(BLOCK)
+        self._twice = memoryview(base + base)   # block i is one slice of it
         self._pos = 0
         self._hashed = 0
         self._sha = hashlib.sha256()
         self.gap = False
         self.busy = 0.0           # seconds spent making and hashing bytes
 
-    def _block(self, index: int) -> bytes:
-        k = (index * 1000003) % BLOCK
-        return self._base[k:] + self._base[:k]
-
     def produce(self, pos: int, n: int) -> bytes:
-        """The n bytes at pos (fewer at the end)."""
+        """The n bytes at pos (fewer at the end), copied once."""
         n = max(0, min(n, self.size - pos))
         parts = []
         while n > 0:
             index, offset = divmod(pos, BLOCK)
             take = min(n, BLOCK - offset)
-            block = self._block(index)
-            parts.append(block[offset:offset + take] if take != BLOCK else block)
+            start = (index * 1000003) % BLOCK + offset      # block i: the base rotated
+            parts.append(self._twice[start:start + take])
             pos += take
             n -= take
-        return b"".join(parts) if len(parts) != 1 else parts[0]
+        return b"".join(parts)
 
     def read(self, n: int | None = -1) -> bytes:
         t0 = time.perf_counter()
