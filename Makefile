@@ -4,6 +4,9 @@
 #   make demo    a short demo against a local S3 server started for it
 #   make test    the whole test suite
 #
+#   make bench-large  the large-file benchmark against its peers on Ceph RGW
+#                     (bench/large.py; writes bench/results-large.json, bench/RESULTS.md)
+#
 # Other targets: build, check (one quick pass in .venv), sanitize, clean.
 
 PYTHON ?= python3
@@ -13,7 +16,7 @@ DEBS   := gcc make pkg-config libcurl4-openssl-dev libssl-dev zlib1g-dev libxml2
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check build deps sanitize clean
+.PHONY: demo test check build deps sanitize clean bench-large
 
 deps:
 	@missing=""; for p in $(DEBS); do \
@@ -48,6 +51,12 @@ sanitize: deps $(PY)
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0 $(PY) -m pytest -q -p no:cacheprovider
 	$(PY) setup.py -q build_ext --inplace --force
+
+# the peers' venvs under bench/venvs/, then 3 interleaved rounds on a Ceph RGW that
+# bench/large.py starts (scripts/rgw) and stops
+bench-large: build
+	VENV=$(VENV) bash bench/peers.sh
+	VENV=$(VENV) BENCH_COMMAND="make bench-large" $(PY) bench/large.py --rgw
 
 clean:
 	rm -rf build dist *.egg-info django_s3_storage/*.so

@@ -1,0 +1,139 @@
+"""The large-file benchmark's short slice (bench/large.py --quick) against the test
+S3 server, and its counting proxy. Not a timed test: it checks that the harness
+measures (the figures are there and positive) and that the data went round intact."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from conftest import BUCKET, S3Target
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bench_module(name: str) -> ModuleType:
+    """bench/NAME.py under the name bench_NAME (bench/ is no package, nor on the path)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+CountingProxy = _bench_module("proxy").CountingProxy
+_worker = _bench_module("worker")
+PseudoRandomFile, expected_sha256 = _worker.PseudoRandomFile, _worker.expected_sha256
+
+
+def test_quick_benchmark_moves_the_bytes_intact_and_reports_every_figure(
+        s3: S3Target, tmp_path: Path) -> None:
+    out = tmp_path / "quick.json"
+    env = dict(os.environ, S3_TEST_ENDPOINT_URL=s3.endpoint, S3_TEST_ACCESS_KEY=s3.access_key,
+               S3_TEST_SECRET_KEY=s3.secret_key, S3_BENCH_BUCKET=BUCKET)
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "large.py"), "--quick",
+                           "--ours-python", sys.executable, "--out", str(out)],
+                          env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(out.read_text())
+    size = 16 * 1024 * 1024
+    runs = {r["op"]: r for r in result["runs"]}
+    assert set(runs) == {"save", "read", "open10"}
+    assert all(r["impl"] == "ours" and r["size"] == size for r in runs.values())
+    expected = expected_sha256(size, result["meta"]["seed"])
+    assert runs["save"]["sha256"] == expected
+    assert runs["read"]["sha256"] == expected and runs["read"]["sha256_equal"] is True
+    assert runs["read"]["bytes"] == size
+    assert runs["open10"]["head_ok"] is True
+    for r in runs.values():
+        assert r["seconds"] > 0, r
+    # 16 MiB went through save and read (1 MiB reads); read(10) may fit in resident pages
+    assert runs["save"]["peak_rss_growth"] > 0 and runs["read"]["peak_rss_growth"] > 0
+    assert runs["open10"]["peak_rss_growth"] >= 0
+    # the request went through the proxy, and the 10 bytes at least came back
+    moved = runs["open10"]
+    assert moved["bytes_up"] > 0 and moved["bytes_down"] >= 10
+    assert moved["bytes_moved"] == moved["bytes_up"] + moved["bytes_down"]
+    summary = {(r["op"], r["impl"]): r for r in result["summary"]}
+    assert set(summary) == {("save", "ours"), ("read", "ours"), ("open10", "ours")}
+    assert summary[("save", "ours")]["seconds"]["median"] == runs["save"]["seconds"]
+    meta = result["meta"]
+    assert meta["machine"]["nproc"] >= 1 and meta["versions"]["django"]
+    assert meta["command"].startswith("python bench/large.py --quick")
+    # the object was deleted after the measurement
+    listed = s3.boto().list_objects_v2(Bucket=BUCKET, Prefix="bench-large/")
+    assert listed.get("KeyCount", 0) == 0
+
+
+def test_generated_file_is_deterministic_seekable_and_hashed_in_order() -> None:
+    f = PseudoRandomFile(3 * 1024 * 1024 + 5, seed=7)
+    head = f.read(10)
+    assert f.seek(0, 2) == f.size and f.tell() == f.size
+    f.seek(0)
+    whole = f.read(f.size + 100)
+    assert len(whole) == f.size and whole[:10] == head
+    assert whole[:1024 * 1024] != whole[1024 * 1024:2 * 1024 * 1024]   # blocks differ
+    assert f.sha256() == expected_sha256(f.size, 7)
+    assert PseudoRandomFile(f.size, seed=8).read(10) != head
+    skipper = PseudoRandomFile(f.size, seed=7)
+    skipper.seek(100)
+    skipper.read()
+    assert skipper.sha256() is None      # a skipped range spoils the hash
+
+
+def _echo_server() -> tuple[socket.socket, threading.Thread]:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    srv.settimeout(10)
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            conn.settimeout(10)
+            while data := conn.recv(65536):
+                conn.sendall(data + data)     # twice as much back
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return srv, t
+
+
+def test_proxy_counts_each_direction_and_adds_its_delay() -> None:
+    srv, t = _echo_server()
+    try:
+        target = srv.getsockname()
+        with CountingProxy(target, delay_up=0.1, delay_down=0.05) as proxy:
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as c:
+                start = time.monotonic()
+                c.sendall(b"x" * 1000)
+                got = b""
+                while len(got) < 2000:
+                    got += c.recv(65536)
+                took = time.monotonic() - start
+            assert got == b"x" * 2000
+            assert took >= 0.15
+            deadline = time.monotonic() + 5
+            while proxy.counts()["bytes_down"] < 2000 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert proxy.counts() == {"bytes_up": 1000, "bytes_down": 2000, "connections": 1}
+            proxy.reset()
+            assert proxy.counts() == {"bytes_up": 0, "bytes_down": 0, "connections": 0}
+        t.join(5)
+    finally:
+        srv.close()
+
+
+def test_proxy_forwards_to_loopback_only() -> None:
+    with pytest.raises(ValueError, match="127.0.0.1 only"):
+        CountingProxy(("192.0.2.1", 80))
