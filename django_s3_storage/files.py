@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Iterator
 
 from django.core.files.base import File
+from django.utils.functional import cached_property
 
 if TYPE_CHECKING:
     from .storage import S3Storage
@@ -32,15 +33,12 @@ class S3File(File):
         self._storage = storage
         self.mode = mode
 
-    def _get_size(self) -> int:
-        if not hasattr(self, "_size"):
-            size = self._reader.size if "b" in self.mode else None
-            if size is None:
-                size = self._storage.size(self.name)
-            self._size = size
-        return self._size
-
-    size = property(_get_size, File._set_size)  # type: ignore[assignment]
+    @cached_property
+    def size(self) -> int:  # type: ignore[override]
+        """The size of what read() gives (uncompressed), without another request
+        when the GET that opened the file told it."""
+        size = self._reader.size
+        return self._storage.size(self.name) if size is None else size
 
     def open(self, mode: str | None = None, *args: Any, **kwargs: Any) -> "S3File":
         mode = mode or self.mode

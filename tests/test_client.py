@@ -2,6 +2,8 @@
 signatures, and scripted fakes for keep-alive, slowness, retries and hostile XML."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import socket
 import subprocess
@@ -697,3 +699,17 @@ def test_gzip_bomb_stays_out_of_memory() -> None:
     n, length, grew_kib = map(int, out.stdout.split())
     assert n == size and length == size
     assert grew_kib < 64 * 1024                               # far below the 200 MiB decoded
+
+
+def test_every_body_carries_a_signed_content_md5_and_an_unsigned_payload() -> None:
+    body = b"x" * 100_000
+    with FakeS3(lambda m, p: Reply(200, b"", {"ETag": '"e"'})) as fake:
+        c = _s3.Client("b", endpoint_url=fake.endpoint, access_key="a", secret_key="b")
+        c.put_object("k", body)
+        c.put_object("empty", b"")
+    for (_, _, headers), data in zip(fake.requests, (body, b"")):
+        assert headers["Content-MD5"] == base64.b64encode(hashlib.md5(data).digest()).decode()
+        assert headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+        signed = headers["Authorization"].split("SignedHeaders=")[1].split(",")[0]
+        assert "content-md5" in signed.split(";")
+
