@@ -404,8 +404,11 @@ reader_drop(Reader *r)
     r->paused = 0;
 }
 
-/* One attempt of the call at net_off on a handle of the pool (an extra one when
- * the pool is busy: an open Reader never waits for another to be read). */
+/* One attempt of the call at net_off, on an extra handle of the pool's: never a
+ * counted one, which an idle open Reader would hold for as long as it stays
+ * open, and a call waiting for the pool (head_object in the same thread) would
+ * wait for ever. A pooled handle would bring no connection either: on a multi
+ * handle, connections live in the multi handle's cache. */
 static int
 reader_start(Reader *r)
 {
@@ -416,9 +419,7 @@ reader_start(Reader *r)
         return reader_fail(r, "ClientError", r->call.local_error);
     r->call.req.sink = reader_sink;
     r->call.req.sink_ud = r;
-    h = xfer_take(&c->pool, &c->opts, 0);
-    if (h == NULL)
-        h = xfer_take_extra(&c->pool, &c->opts);
+    h = xfer_take_extra(&c->pool, &c->opts);
     if (h == NULL)
         return reader_fail(r, "ClientError", "cannot create a connection handle");
     xfer_setup(h, &c->opts, &r->call.req);

@@ -9,9 +9,11 @@
  *
  * A Reader belongs to one thread at a time: a call while another thread is
  * inside one (waiting on the network, the GIL released) raises RuntimeError.
- * It holds a reference to its Client, and one of the Client's easy handles
- * while a transfer is open (a pooled one when one is idle, else an extra one,
- * so that open readers never wait for each other). */
+ * It holds a reference to its Client, and an extra easy handle of the Client's
+ * pool while a transfer is open (never one the pool counts: open readers never
+ * make other calls wait), given back at the end of the body, on close() and on
+ * dealloc. Its connection lives in the Reader's multi handle, for its ranged
+ * GETs, and closes with the Reader. */
 #ifndef S3_READER_H
 #define S3_READER_H
 
