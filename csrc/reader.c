@@ -582,6 +582,9 @@ reader_restart(Reader *r, long long at)
     r->attempt = 1;
     r->net_off = at;
     r->base = at;
+    r->err_code = r->err_msg = NULL;   /* a new stream: a lasting fault comes back */
+    r->call_failed = 0;
+    r->call_start = -1;                /* and a new call for it */
     if (r->decompressing) {
         gz_end(&r->gz);
         if (gz_inflate_init(&r->gz) < 0)
@@ -694,21 +697,32 @@ reader_enter(Reader *r)
     return 0;
 }
 
+/* Up to `limit` bytes at pos (fewer only at the end). Memory follows what comes,
+ * not `limit`: the stored length bounds a raw read exactly; a decoded one starts
+ * from the uncompressed size the object claims (which may be wrong) and grows. */
 static PyObject *
-reader_readall(Reader *r)
+reader_read_upto(Reader *r, Py_ssize_t limit)
 {
-    long long left = r->size >= 0 ? r->size - r->pos : -1;
-    Py_ssize_t cap = left > 0 && left < PY_SSIZE_T_MAX ? (Py_ssize_t)left
-                                                        : (Py_ssize_t)r->buffer_size;
-    Py_ssize_t got = 0, k;
-    PyObject *out = PyBytes_FromStringAndSize(NULL, cap);
+    long long left = r->size - r->pos;
+    Py_ssize_t cap, got = 0, k;
+    PyObject *out;
 
+    if (left < 0)
+        left = 0;
+    if (!r->decompressing && left < limit)
+        limit = (Py_ssize_t)left;
+    if (!r->decompressing)
+        cap = limit;
+    else if (r->size >= 0 && left < PY_SSIZE_T_MAX)
+        cap = (Py_ssize_t)left + 1 < limit ? (Py_ssize_t)left + 1 : limit;
+    else
+        cap = (Py_ssize_t)r->buffer_size < limit ? (Py_ssize_t)r->buffer_size : limit;
+    out = PyBytes_FromStringAndSize(NULL, cap);
     if (out == NULL)
         return NULL;
-    for (;;) {
+    while (got < limit) {
         if (got == cap) {
-            /* one more byte tells the end from a wrong uncompressed_size */
-            cap = cap < PY_SSIZE_T_MAX / 2 ? cap * 2 : PY_SSIZE_T_MAX;
+            cap = cap < limit / 2 ? cap * 2 : limit;
             if (_PyBytes_Resize(&out, cap) < 0)
                 return NULL;
         }
@@ -721,7 +735,7 @@ reader_readall(Reader *r)
             break;
         got += k;
     }
-    if (_PyBytes_Resize(&out, got) < 0)
+    if (got < cap && _PyBytes_Resize(&out, got) < 0)
         return NULL;
     return out;
 }
@@ -730,27 +744,12 @@ static PyObject *
 reader_read(PyObject *self, PyObject *args)
 {
     Reader *r = (Reader *)self;
-    Py_ssize_t n = -1, got;
-    long long left;
-    PyObject *out = NULL;
+    Py_ssize_t n = -1;
+    PyObject *out;
 
     if (!PyArg_ParseTuple(args, "|n:read", &n) || reader_enter(r) < 0)
         return NULL;
-    if (n < 0) {
-        out = reader_readall(r);
-        goto done;
-    }
-    /* not more than can come, when that is known */
-    left = r->size >= 0 ? r->size - r->pos : -1;
-    if (left >= 0 && left < n)
-        n = (Py_ssize_t)left;
-    out = PyBytes_FromStringAndSize(NULL, n);
-    if (out == NULL)
-        goto done;
-    got = reader_copy(r, PyBytes_AS_STRING(out), (size_t)n);
-    if (got < 0 || (got < n && _PyBytes_Resize(&out, got) < 0))
-        Py_CLEAR(out);
-done:
+    out = reader_read_upto(r, n < 0 ? PY_SSIZE_T_MAX : n);
     r->busy = 0;
     return out;
 }
@@ -764,7 +763,7 @@ reader_readall_method(PyObject *self, PyObject *unused)
     (void)unused;
     if (reader_enter(r) < 0)
         return NULL;
-    out = reader_readall(r);
+    out = reader_read_upto(r, PY_SSIZE_T_MAX);
     r->busy = 0;
     return out;
 }

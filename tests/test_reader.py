@@ -283,6 +283,22 @@ def test_gzip_without_its_size_cannot_seek_from_the_end(client: _s3.Client,
         assert r.read() == text[1:]
 
 
+def test_a_wrong_uncompressed_size_does_not_cut_the_stream(client: _s3.Client,
+                                                           prefix: str) -> None:
+    text = blob(50000, seed=19) * 6
+    for claimed in ("10", str(10 * len(text))):
+        client.put_object(prefix + "t", _s3.gzip_compress(text), content_encoding="gzip",
+                          metadata={"uncompressed_size": claimed})
+        with client.reader(prefix + "t", buffer_size=16 * 1024) as r:
+            assert r.size == int(claimed)
+            chunks = []
+            while chunk := r.read(65536):
+                chunks.append(chunk)
+            assert b"".join(chunks) == text
+            r.seek(7)
+            assert r.read() == text[7:]
+
+
 def test_bad_gzip_data_is_an_error(client: _s3.Client, prefix: str) -> None:
     client.put_object(prefix + "bad.gz", b"this is not gzip at all" * 100,
                       content_encoding="gzip")
