@@ -472,6 +472,21 @@ def test_a_cut_connection_resumes_where_it_stopped(objects: ObjectServer) -> Non
     assert objects.requests[1][1]["If-Match"] == md5_etag(data)
 
 
+def test_a_cut_connection_without_retries_left_is_an_error(objects: ObjectServer) -> None:
+    data = blob(MiB, seed=20)
+    objects.put("k", data)
+    objects.cut_after = 300000
+    with objects.client(max_attempts=1).reader("k", buffer_size=64 * 1024) as r:
+        assert r.read(100000) == data[:100000]   # what came before the cut is exact
+        with pytest.raises(_s3.S3Error) as info:
+            r.read()
+        assert info.value.code == "TransportError" and info.value.status == 0
+        assert r.requests == 1
+        r.seek(500000)                            # a new stream: a new GET
+        assert r.read(10) == data[500000:500010]
+        assert r.requests == 2
+
+
 def test_a_cut_connection_with_a_lying_etag_still_fails(objects: ObjectServer) -> None:
     data = blob(MiB, seed=15)
     objects.put("k", data, etag=md5_etag(b"not it"))
