@@ -862,7 +862,8 @@ reader_release(Reader *r)
         r->call_live = 0;
     }
     if (r->multi) {
-        curl_multi_cleanup(r->multi);   /* closes the connections it kept */
+        /* with the connection of a body read to its end, for the next Reader */
+        xfer_multi_give(&r->client->pool, r->multi);
         r->multi = NULL;
     }
     gz_end(&r->gz);
@@ -985,7 +986,9 @@ reader_open(Client *c, PyObject *key, int decompress, Py_ssize_t buffer_size, in
     r->buffer_size = (size_t)buffer_size;
     r->size = -1;
     r->attempt = 1;
-    r->multi = curl_multi_init();
+    if (client_check_fork(c) < 0)
+        goto fail;
+    r->multi = xfer_multi_take(&c->pool);
     r->md5 = EVP_MD_CTX_new();
     if (r->multi == NULL || r->md5 == NULL) {
         PyErr_NoMemory();

@@ -12,8 +12,8 @@
  * It holds a reference to its Client, and an extra easy handle of the Client's
  * pool while a transfer is open (never one the pool counts: open readers never
  * make other calls wait), given back at the end of the body, on close() and on
- * dealloc. Its connection lives in the Reader's multi handle, for its ranged
- * GETs, and closes with the Reader. */
+ * dealloc. Its connection lives in a multi handle of the pool's, kept for its
+ * ranged GETs and, when its last body was read to the end, for the next Reader. */
 #ifndef S3_READER_H
 #define S3_READER_H
 

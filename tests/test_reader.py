@@ -433,6 +433,22 @@ def test_ranged_gets_carry_if_match(objects: ObjectServer) -> None:
     assert [h["If-Match"] for _, h in objects.requests[1:]] == [md5_etag(data)] * 2
 
 
+def test_readers_reuse_connections(objects: ObjectServer) -> None:
+    objects.put("k", b"x" * 1024)
+    c = objects.client()
+    for _ in range(30):
+        with c.reader("k") as r:
+            assert r.read() == b"x" * 1024
+    assert c.connections_opened == 1
+    open_at_once = [c.reader("k") for _ in range(3)]
+    assert c.connections_opened == 3
+    for r in open_at_once:
+        r.close()
+    for _ in range(10):
+        assert c.reader("k").read(2) == b"xx"   # a small body is read to its end at once
+    assert c.connections_opened == 3
+
+
 def test_etag_mismatch_is_a_checksum_error(objects: ObjectServer) -> None:
     data = blob(200000, seed=12)
     objects.put("k", data, etag=md5_etag(b"something else"))
