@@ -50,10 +50,10 @@ setup(
         Extension(
             "django_s3_storage._s3",
             sources=[f"csrc/{n}.c" for n in
-                     ("module", "client", "request", "credentials", "sigv4", "transfer",
+                     ("module", "client", "request", "reader", "credentials", "sigv4", "transfer",
                       "gzip", "xml", "buf")],
             depends=[f"csrc/{n}.h" for n in
-                     ("module", "client", "request", "credentials", "sigv4", "transfer",
+                     ("module", "client", "request", "reader", "credentials", "sigv4", "transfer",
                       "gzip", "xml", "buf")],
             extra_compile_args=cflags + extra_compile,
             extra_link_args=libs + extra_link,

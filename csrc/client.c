@@ -17,6 +17,7 @@
 #include <openssl/crypto.h>
 
 #include "buf.h"
+#include "reader.h"
 #include "request.h"
 #include "sigv4.h"
 
@@ -683,6 +684,22 @@ done:
 }
 
 static PyObject *
+client_reader(PyObject *self_, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"key", "decompress", "buffer_size", "verify", NULL};
+    Client *self = (Client *)self_;
+    PyObject *key;
+    Py_ssize_t buffer_size = READER_DEFAULT_BUFFER;
+    int decompress = 1, verify = 1;
+
+    if (client_ready(self) < 0 ||
+        !PyArg_ParseTupleAndKeywords(args, kw, "U|$pnp:reader", kwlist, &key, &decompress,
+                                     &buffer_size, &verify))
+        return NULL;
+    return reader_open(self, key, decompress, buffer_size, verify);
+}
+
+static PyObject *
 client_put_object(PyObject *self_, PyObject *args, PyObject *kw)
 {
     Client *self = (Client *)self_;
@@ -1117,6 +1134,12 @@ static PyMethodDef client_methods[] = {
      " -> (body, dict)\n\nend is inclusive; decompress undoes Content-Encoding: gzip as the "
      "bytes arrive. body is bytes, or, when spool_max > 0 and the body is larger, a binary "
      "file object on an unlinked temporary file in spool_dir."},
+    {"reader", (PyCFunction)(void (*)(void))client_reader, METH_VARARGS | METH_KEYWORDS,
+     "reader(key, *, decompress=True, buffer_size=1048576, verify=True) -> Reader\n\nA raw "
+     "binary stream over the object: its first GET is sent at once (a missing key raises "
+     "S3NotFoundError here) and paused once buffer_size bytes wait to be read; gzip-stored "
+     "objects are inflated as they stream unless decompress=False; a plain MD5 ETag is "
+     "checked when the object is read to its end unless verify=False."},
     {"put_object", (PyCFunction)(void (*)(void))client_put_object, METH_VARARGS | METH_KEYWORDS,
      "put_object(key, body, *, content_type=None, content_encoding=None, cache_control=None, "
      "content_disposition=None, content_language=None, acl=None, storage_class=None, "

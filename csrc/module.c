@@ -447,9 +447,13 @@ module_exec(PyObject *m)
     st->client_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &s3_client_spec, NULL);
     if (st->client_type == NULL)
         goto done;
+    st->reader_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &s3_reader_spec, NULL);
+    if (st->reader_type == NULL)
+        goto done;
     if (PyModule_AddObjectRef(m, "S3Error", st->S3Error) < 0 ||
         PyModule_AddObjectRef(m, "S3NotFoundError", st->S3NotFoundError) < 0 ||
         PyModule_AddObjectRef(m, "Client", (PyObject *)st->client_type) < 0 ||
+        PyModule_AddObjectRef(m, "Reader", (PyObject *)st->reader_type) < 0 ||
         PyModule_AddStringConstant(m, "curl_version", curl_version()) < 0)
         goto done;
     rc = 0;
@@ -464,6 +468,7 @@ module_traverse(PyObject *m, visitproc visit, void *arg)
     s3_state *st = get_state(m);
 
     Py_VISIT(st->client_type);
+    Py_VISIT(st->reader_type);
     Py_VISIT(st->S3Error);
     Py_VISIT(st->S3NotFoundError);
     return 0;
@@ -475,6 +480,7 @@ module_clear(PyObject *m)
     s3_state *st = get_state(m);
 
     Py_CLEAR(st->client_type);
+    Py_CLEAR(st->reader_type);
     Py_CLEAR(st->S3Error);
     Py_CLEAR(st->S3NotFoundError);
     return 0;

@@ -10,6 +10,7 @@
 
 typedef struct {
     PyTypeObject *client_type;
+    PyTypeObject *reader_type;
     PyObject *S3Error;          /* OSError subclass: code, status, request_id, bucket, key */
     PyObject *S3NotFoundError;  /* S3Error and FileNotFoundError */
     EVP_MD *sha256;             /* fetched once; shared read-only by every thread */
@@ -23,5 +24,7 @@ PyObject *s3_raise(s3_state *st, int status, const char *code, const char *messa
 
 /* client.c */
 extern PyType_Spec s3_client_spec;
+/* reader.c */
+extern PyType_Spec s3_reader_spec;
 
 #endif

@@ -59,8 +59,10 @@ xfer_pool_init(xfer_pool *p, int max)
     if (max < 1)
         max = 1;
     p->idle = calloc((size_t)max, sizeof(CURL *));
-    if (p->idle == NULL || share_setup(p) < 0) {
+    p->idle_multi = calloc((size_t)max, sizeof(CURLM *));
+    if (p->idle == NULL || p->idle_multi == NULL || share_setup(p) < 0) {
         free(p->idle);
+        free(p->idle_multi);
         return -1;
     }
     pthread_mutex_init(&p->lock, NULL);
@@ -81,6 +83,7 @@ xfer_pool_check_fork(xfer_pool *p)
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
     p->nidle = 0;
+    p->nidle_multi = 0;
     p->created = 0;
     p->new_connections = 0;
     p->pid = getpid();
@@ -101,6 +104,8 @@ xfer_pool_destroy(xfer_pool *p)
     if (p->pid == getpid()) {
         for (i = 0; i < p->nidle; i++)
             curl_easy_cleanup(p->idle[i]);
+        for (i = 0; i < p->nidle_multi; i++)
+            curl_multi_cleanup(p->idle_multi[i]);
         curl_share_cleanup(p->share);
         for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
             pthread_mutex_destroy(&p->share_locks[i]);
@@ -109,6 +114,7 @@ xfer_pool_destroy(xfer_pool *p)
     }
     /* else: a child that never made a request; the handles are the parent's */
     free(p->idle);
+    free(p->idle_multi);
     memset(p, 0, sizeof(*p));
 }
 
@@ -196,6 +202,34 @@ xfer_give(xfer_pool *p, CURL *h)
     pthread_mutex_unlock(&p->lock);
     if (!keep)
         curl_easy_cleanup(h);
+}
+
+CURLM *
+xfer_multi_take(xfer_pool *p)
+{
+    CURLM *m = NULL;
+
+    pthread_mutex_lock(&p->lock);
+    if (p->nidle_multi > 0)
+        m = p->idle_multi[--p->nidle_multi];
+    pthread_mutex_unlock(&p->lock);
+    if (m == NULL && (m = curl_multi_init()) != NULL)
+        curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, 1L);
+    return m;
+}
+
+void
+xfer_multi_give(xfer_pool *p, CURLM *m)
+{
+    int keep;
+
+    pthread_mutex_lock(&p->lock);
+    keep = p->nidle_multi < p->max;
+    if (keep)
+        p->idle_multi[p->nidle_multi++] = m;
+    pthread_mutex_unlock(&p->lock);
+    if (!keep)
+        curl_multi_cleanup(m);   /* closes the connection it kept */
 }
 
 static size_t

@@ -24,6 +24,8 @@ typedef struct {
     pthread_cond_t cond;
     CURL **idle;          /* LIFO of handles not in use */
     int nidle;
+    CURLM **idle_multi;   /* LIFO of multi handles not in use, each with its connection */
+    int nidle_multi;
     int created;
     int max;
     long new_connections; /* TCP connections opened, for tests and benchmarks */
@@ -92,6 +94,14 @@ CURL *xfer_take_extra(xfer_pool *p, const xfer_opts *o);
 void xfer_setup(CURL *h, const xfer_opts *o, xfer_request *r);
 int xfer_finish(CURL *h, xfer_request *r, CURLcode rc);
 void xfer_give(xfer_pool *p, CURL *h);
+/* A multi handle for such a driver. On a multi handle connections live in the
+ * multi handle's cache, not the easy handle's: the pool keeps idle multi handles
+ * (most recently used first) with the one connection each kept, so that the next
+ * driver to the same server reuses it. Give it back with no transfer in it; a
+ * full pool closes it. NULL: out of memory. Pure C, any thread. */
+CURLM *xfer_multi_take(xfer_pool *p);
+void xfer_multi_give(xfer_pool *p, CURLM *m);
+
 /* The value of a response header (case-insensitive name), or NULL. */
 const char *xfer_header(const xfer_request *r, const char *name, size_t *len);
 
