@@ -397,3 +397,62 @@ done:
     xml_sax_free(&rp.sax);
     return rc;
 }
+
+/* ---- InitiateMultipartUploadResult ------------------------------------- */
+
+typedef struct {
+    xml_sax sax;
+    buf_t *out;
+    int found;
+} upload_id_parser;
+
+static const char *const P_UPLOAD_ID[] = {"InitiateMultipartUploadResult", "UploadId"};
+
+static int
+upload_id_end(xml_sax *x)
+{
+    upload_id_parser *u = (upload_id_parser *)x;
+
+    if (x->depth == 1 && strcmp(x->path[0], "InitiateMultipartUploadResult") != 0) {
+        x->error = "the reply is not an InitiateMultipartUploadResult";
+        return -1;
+    }
+    if (!xml_at(x, 2, P_UPLOAD_ID))
+        return 0;
+    if (u->found || x->text.len == 0 || x->text.len > XML_MAX_UPLOAD_ID) {
+        x->error = "the reply's UploadId is missing, repeated or too long";
+        return -1;
+    }
+    u->found = 1;
+    buf_clear(u->out);
+    return buf_append(u->out, x->text.data, x->text.len);
+}
+
+int
+xml_parse_upload_id(const char *p, size_t n, buf_t *out, const char **error)
+{
+    upload_id_parser u;
+    int rc = -1;
+
+    while (n > 0 && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) {
+        p++;
+        n--;
+    }
+    memset(&u, 0, sizeof(u));
+    u.out = out;
+    if (xml_sax_init(&u.sax, upload_id_end) < 0)
+        goto done;
+    u.out = out;
+    if (xml_sax_feed(&u.sax, p, n) < 0 || xml_sax_finish(&u.sax) < 0)
+        goto done;
+    if (!u.found) {
+        u.sax.error = "the reply has no UploadId";
+        goto done;
+    }
+    rc = 0;
+done:
+    if (rc < 0)
+        *error = u.sax.error ? u.sax.error : "malformed XML reply";
+    xml_sax_free(&u.sax);
+    return rc;
+}
