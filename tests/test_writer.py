@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import gc
 import hashlib
-import os
+import re
 import threading
 import time
 import urllib.parse
@@ -19,6 +19,7 @@ import pytest
 from django_s3_storage import _s3
 
 from conftest import BUCKET, S3Target
+from cred_servers import ContainerServer, Creds
 from servers import Reply, ScriptedServer, Seen
 
 MiB = 1 << 20
@@ -405,6 +406,36 @@ def test_a_single_put_etag_that_does_not_match_is_an_error_and_deleted() -> None
         with c.writer("kms", server_side_encryption="aws:kms") as w:
             w.write(b"payload")
         assert [s.path for s in fake.seen if s.method == "DELETE"] == ["/b/put-mismatch"]
+
+
+def test_refused_temporary_credentials_are_renewed_for_a_part(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    expired = (b'<?xml version="1.0"?><Error><Code>ExpiredToken</Code>'
+               b"<Message>The provided token has expired.</Message></Error>")
+
+    def key_id(seen: Seen) -> str:
+        m = re.search(r"Credential=([^/]+)/", seen.headers.get("Authorization", ""))
+        return m.group(1) if m else ""
+
+    def part(number: int, seen: Seen) -> Reply | None:
+        return Reply(400, expired) if key_id(seen) == "ASIASTALE00000001" else None
+
+    with MiniS3(part=part) as fake, ContainerServer(
+            [Creds("ASIASTALE00000001", "s", "t"), Creds("ASIAFRESH00000001", "s", "t2")]) as cs:
+        monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", cs.endpoint + "/creds")
+        c = _s3.Client("b", endpoint_url=fake.endpoint, connect_timeout=5, read_timeout=10)
+        body = data(11 * MiB)
+        with c.writer("renewed", part_size=5 * MiB, threshold=0) as w:
+            w.write(body)
+        assert b"".join(fake.parts[n] for n in (1, 2, 3)) == body
+        assert cs.issued == 2
+        parts = fake.requests("PUT", "partNumber=")
+        assert key_id(parts[0]) == "ASIASTALE00000001"
+        last = {urllib.parse.parse_qs(urllib.parse.urlsplit(s.path).query)["partNumber"][0]:
+                key_id(s) for s in parts}
+        assert last == {"1": "ASIAFRESH00000001", "2": "ASIAFRESH00000001",
+                        "3": "ASIAFRESH00000001"}
+        assert key_id(fake.requests("POST", "uploadId=")[0]) == "ASIAFRESH00000001"
 
 
 @pytest.mark.parametrize("inflight", [1, 3])
