@@ -167,16 +167,18 @@ mpu_init(mpu *m, Client *c, const char *key, size_t key_len, size_t part_size,
     m->max_inflight = max_inflight;
     m->etag_md5 = etag_md5;
     m->nslots = mpu_inflight_limit(m->part_size, max_inflight, c->pool.max);
-    m->key = malloc(key_len + 1);
     m->slots = calloc((size_t)m->nslots, sizeof(mpu_slot));
+    if (m->slots == NULL)
+        return -1;
+    for (i = 0; i < m->nslots; i++)   /* before anything can fail: mpu_free frees them */
+        call_init(&m->slots[i].call, c, "PUT");
+    m->key = malloc(key_len + 1);
     m->multi = curl_multi_init();
-    if (m->key == NULL || m->slots == NULL || m->multi == NULL)
+    if (m->key == NULL || m->multi == NULL)
         return -1;
     memcpy(m->key, key, key_len);
     m->key[key_len] = '\0';
     m->key_len = key_len;
-    for (i = 0; i < m->nslots; i++)
-        call_init(&m->slots[i].call, c, "PUT");
     return 0;
 }
 
@@ -319,6 +321,15 @@ limit(const mpu *m)
     return n < m->nslots ? n : m->nslots;
 }
 
+/* A part's reply has no body worth keeping: whatever comes is dropped, so that
+ * a server cannot make it grow memory. */
+static int
+sink_discard(void *ud, const char *p, size_t n)
+{
+    (void)ud; (void)p; (void)n;
+    return 0;
+}
+
 /* The slot's call made ready for part s->number: a new URL and body; the
  * credentials it holds stay. Hashes the part (Content-MD5 and its MD5). */
 static int
@@ -336,6 +347,7 @@ slot_setup(mpu *m, mpu_slot *s)
         return -1;
     }
     s->call.creds = cr;
+    s->call.req.sink = sink_discard;   /* SINK_BUFFER calls keep the sink they are given */
     call_set_body(&s->call, s->data, s->len);
     /* Content-MD5 comes from the request layer; its binary form for the ETags */
     if (call_prepare_body(&s->call) < 0 ||
@@ -377,8 +389,9 @@ part_done(mpu *m, int i)
                 return;
             }
         }
-        if (m->etag_md5 && !mpu_etag_opaque(&s->call.req) && mpu_etag_is_md5(e, len, s->md5) == 0) {
-            m->mismatch = 1;
+        if (m->etag_md5 && !mpu_etag_opaque(&s->call.req) &&
+            mpu_etag_is_md5(e, len, s->md5) == 0) {
+            m->mismatch = !m->failed;
             fail(m, i, "a part's ETag is not the MD5 of the bytes sent");
             return;
         }
@@ -480,7 +493,7 @@ int
 mpu_drive(mpu *m, int wait_all)
 {
     for (;;) {
-        double now = now_s(), wake = now + 1.0;
+        double now = now_s(), wake;
         int still = 0, i, busy;
         long timeout_ms;
 
@@ -495,10 +508,14 @@ mpu_drive(mpu *m, int wait_all)
         busy = wait_all ? m->inflight > 0 : m->inflight >= limit(m);
         if (wait_all < 0 || !busy)
             return 0;
-        for (i = 0; i < m->nslots; i++)
-            if (m->slots[i].state == MPU_QUEUED && m->slots[i].not_before < wake)
-                wake = m->slots[i].not_before;
+        /* a retry's time, or one of ours ending; a part that is due but found
+         * the pool busy starts when one of ours ends (which wakes the poll) */
         now = now_s();
+        wake = now + 1.0;
+        for (i = 0; i < m->nslots; i++)
+            if (m->slots[i].state == MPU_QUEUED && m->slots[i].not_before > now &&
+                m->slots[i].not_before < wake)
+                wake = m->slots[i].not_before;
         timeout_ms = wake > now ? (long)((wake - now) * 1000.0) + 1 : 0;
         if (timeout_ms > 0 || m->running > 0)
             curl_multi_poll(m->multi, NULL, 0, (int)(timeout_ms > 1000 ? 1000 : timeout_ms),
