@@ -616,6 +616,18 @@ mpu_finish(mpu *m)
 
 /* ---- the end ----------------------------------------------------------- */
 
+/* The parts' connections live in the multi handle's cache (a handle added to a
+ * multi handle uses that one's): closed once nothing is in flight any more, not
+ * kept open for as long as the Writer object lives. */
+static void
+close_connections(mpu *m)
+{
+    if (m->multi && m->running == 0) {
+        curl_multi_cleanup(m->multi);
+        m->multi = NULL;
+    }
+}
+
 static int
 xml_escaped(buf_t *b, const char *s)
 {
@@ -721,6 +733,7 @@ mpu_complete(mpu *m)
         goto fail;
     }
     m->finished = 2;   /* the object exists: an abort no longer helps */
+    close_connections(m);
     if (parts_md5(m, count, md5) < 0) {
         PyErr_SetString(PyExc_MemoryError, "cannot hash the parts' MD5s");
         goto done;
@@ -767,6 +780,7 @@ mpu_abort(mpu *m)
         }
     }
     m->aborted = 1;
+    close_connections(m);
     if (object_call(m, &k, "DELETE", "?uploadId=", 1) < 0) {
         PyErr_NoMemory();
         goto done;

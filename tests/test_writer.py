@@ -453,6 +453,33 @@ def test_parts_are_in_flight_at_once(inflight: int) -> None:
             assert elapsed < 4 * 0.3   # not one after the other
 
 
+def test_a_busy_pool_bounds_the_parts_and_never_deadlocks() -> None:
+    # two pooled connections, shared with another thread's requests: the writer
+    # takes what is idle and goes on with fewer parts in flight
+    with MiniS3(delay=0.2) as fake:
+        c = fake_client(fake, max_connections=2)
+        done = threading.Event()
+        others: list[BaseException] = []
+
+        def other_user() -> None:
+            try:
+                while not done.is_set():
+                    c.put_object("other", b"small")
+            except BaseException as e:  # noqa: BLE001 - reported below
+                others.append(e)
+
+        t = threading.Thread(target=other_user)
+        t.start()
+        try:
+            with c.writer("pooled", part_size=5 * MiB, threshold=0, max_inflight=4) as w:
+                w.write(data(21 * MiB))
+        finally:
+            done.set()
+            t.join(timeout=10)
+        assert others == [] and len(fake.parts) == 5
+        assert 1 <= fake.max_active <= 2
+
+
 def test_memory_budget_bounds_the_parts_in_flight() -> None:
     # 40 MiB of part buffers: with 10 MiB parts, 3 in flight and one filling
     with MiniS3(delay=0.2) as fake:
