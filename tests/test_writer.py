@@ -164,6 +164,25 @@ def test_writer_dropped_unclosed_never_commits(client: _s3.Client, s3: S3Target,
         client.head_object(prefix + "dropped-small")
 
 
+def test_multipart_requests_pass_a_server_that_checks_signatures(
+        signing_server: tuple[str, str, str, str]) -> None:
+    endpoint, access, secret, bucket = signing_server
+    c = _s3.Client(bucket, endpoint_url=endpoint, access_key=access, secret_key=secret)
+    key = "writer/ünïcode key+=&.bin"
+    body = data(11 * MiB, seed=3)
+    with c.writer(key, part_size=5 * MiB, threshold=0, content_type="application/x-test",
+                  metadata={"m": "v"}) as w:
+        write_in_chunks(w, body)
+    assert c.get_object(key)[0] == body
+    assert c.head_object(key)["Metadata"] == {"m": "v"}
+    w = c.writer(key + ".aborted", part_size=5 * MiB, threshold=0)
+    w.write(data(6 * MiB))
+    w.abort()   # AbortMultipartUpload is signed and accepted too
+    with pytest.raises(FileNotFoundError):
+        c.head_object(key + ".aborted")
+    c.delete_object(key)
+
+
 def test_arguments_are_checked_at_once(client: _s3.Client) -> None:
     for kwargs, word in (({"part_size": 5 * MiB - 1}, "part_size"),
                          ({"part_size": 5 * 1024 * MiB + 1}, "part_size"),
