@@ -694,71 +694,66 @@ mpu_complete(mpu *m)
     const char *etag;
     size_t len = 0;
     int count = m->next_part - 1, i, check;
-    PyObject *res = NULL;
+    PyObject *res = NULL, *exc;
 
     memset(&k, 0, sizeof(k));
     if (object_call(m, &k, "POST", "?uploadId=", 1) < 0 ||
         buf_puts(&body, "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/"
                         "2006-03-01/\">") < 0) {
         PyErr_NoMemory();
-        goto fail;
+        goto done;
     }
     for (i = 0; i < count; i++) {
         if (buf_printf(&body, "<Part><PartNumber>%d</PartNumber><ETag>", i + 1) < 0 ||
             xml_escaped(&body, m->parts[i].etag) < 0 ||
             buf_puts(&body, "</ETag></Part>") < 0) {
             PyErr_NoMemory();
-            goto fail;
+            goto done;
         }
     }
     if (buf_puts(&body, "</CompleteMultipartUpload>") < 0) {
         PyErr_NoMemory();
-        goto fail;
+        goto done;
     }
     if (call_add_header(&k, "Content-Type", "application/xml", 15) < 0)
-        goto fail;
+        goto done;
     call_set_body(&k, body.data, body.len);
     k.reply_on_success = 1;   /* S3 may answer 200 and an Error document */
     if (call_perform(&k) < 0)
-        goto fail;
+        goto done;
+    m->finished = 2;   /* the object exists: an abort no longer helps */
+    close_connections(m);
     if (k.have_reply && k.reply.etag[0]) {
         etag = k.reply.etag;
         len = strlen(etag);
     } else {
-        etag = xfer_header(&k.req, "etag", &len);
+        etag = xfer_header(&k.req, "etag", &len);   /* NULL: nothing to check against */
     }
-    if (etag == NULL || len == 0) {
-        s3_raise(c->st, (int)k.req.status, "InvalidReply",
-                 "CompleteMultipartUpload named no ETag", NULL, c->bucket, m->key);
-        goto fail;
-    }
-    m->finished = 2;   /* the object exists: an abort no longer helps */
-    close_connections(m);
     if (parts_md5(m, count, md5) < 0) {
         PyErr_SetString(PyExc_MemoryError, "cannot hash the parts' MD5s");
         goto done;
     }
-    check = m->etag_md5 && !mpu_etag_opaque(&k.req) ? etag_is_multipart(etag, len, md5, count)
-                                                     : -1;
+    check = etag && m->etag_md5 && !mpu_etag_opaque(&k.req)
+                ? etag_is_multipart(etag, len, md5, count)
+                : -1;
     if (check == 0) {
         mpu_raise_mismatch(c, m->key, "the multipart ETag is not the MD5 of the parts sent");
         goto done;
     }
     res = PyDict_New();
-    if (res == NULL || call_dict_set_take(res, "ETag", call_str_n(etag, len)) < 0 ||
+    if (res == NULL ||
+        call_dict_set_take(res, "ETag", etag ? call_str_n(etag, len) : Py_NewRef(Py_None)) < 0 ||
         call_dict_set_take(res, "Parts", PyLong_FromLong(count)) < 0 ||
         call_dict_set_take(res, "Size", PyLong_FromUnsignedLongLong(m->total)) < 0)
         Py_CLEAR(res);
-    goto done;
-fail:
-    {
-        /* the upload is aborted, the first exception kept */
-        PyObject *exc = s3_exc_take();
+done:
+    if (res == NULL && m->finished != 2) {
+        /* not committed: the upload is aborted, the first exception kept */
+        exc = s3_exc_take();
         if (mpu_abort(m) < 0)
             PyErr_Clear();
         s3_exc_restore(exc);
     }
-done:
     buf_free(&body);
     call_free(&k);
     return res;
