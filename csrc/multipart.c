@@ -255,6 +255,7 @@ mpu_begin(mpu *m, s3_call *k)
     if (xml_parse_upload_id(k->req.body_out.data ? k->req.body_out.data : "",
                             k->req.body_out.len, &m->upload_id, &err) < 0 ||
         !upload_id_valid(&m->upload_id)) {
+        buf_free(&m->upload_id);   /* never shown, never used */
         s3_raise(c->st, (int)k->req.status, "InvalidReply",
                  err ? err : "the UploadId is not printable ASCII", NULL, c->bucket, m->key);
         return -1;

@@ -457,6 +457,25 @@ def test_refused_temporary_credentials_are_renewed_for_a_part(
         assert key_id(fake.requests("POST", "uploadId=")[0]) == "ASIAFRESH00000001"
 
 
+@pytest.mark.parametrize("upload_id", [b"with space", b"x" * 1025, b"",
+                                       b"tab&#9;inside", b"\xc3\xa9t\xc3\xa9"])
+def test_a_hostile_upload_id_is_refused_before_any_part(upload_id: bytes) -> None:
+    def script(seen: Seen) -> Reply:
+        if seen.method == "POST" and "uploads" in seen.path:
+            return Reply(200, b"<InitiateMultipartUploadResult><UploadId>" + upload_id
+                              + b"</UploadId></InitiateMultipartUploadResult>")
+        return Reply(204)
+
+    with ScriptedServer(script) as server:
+        c = _s3.Client("b", endpoint_url=server.endpoint, access_key="a", secret_key="b")
+        w = c.writer("k", part_size=5 * MiB, threshold=0)
+        with pytest.raises(_s3.S3Error) as info:
+            w.write(b"data")
+        assert info.value.code == "InvalidReply" and info.value.key == "k"
+        assert w.closed and w.upload_id is None
+        assert [s.method for s in server.seen] == ["POST"]   # no part, nothing to abort
+
+
 @pytest.mark.parametrize("inflight", [1, 3])
 def test_parts_are_in_flight_at_once(inflight: int) -> None:
     with MiniS3(delay=0.3) as fake:
