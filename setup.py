@@ -50,11 +50,11 @@ setup(
         Extension(
             "django_s3_storage._s3",
             sources=[f"csrc/{n}.c" for n in
-                     ("module", "client", "request", "reader", "credentials", "sigv4", "transfer",
-                      "gzip", "xml", "buf")],
+                     ("module", "client", "request", "reader", "multipart", "writer",
+                      "credentials", "sigv4", "transfer", "gzip", "xml", "buf")],
             depends=[f"csrc/{n}.h" for n in
-                     ("module", "client", "request", "reader", "credentials", "sigv4", "transfer",
-                      "gzip", "xml", "buf")],
+                     ("module", "client", "request", "reader", "multipart", "writer",
+                      "credentials", "sigv4", "transfer", "gzip", "xml", "buf")],
             extra_compile_args=cflags + extra_compile,
             extra_link_args=libs + extra_link,
         )

@@ -20,6 +20,7 @@
 #include "reader.h"
 #include "request.h"
 #include "sigv4.h"
+#include "writer.h"
 
 
 /* ---- construction -------------------------------------------------------- */
@@ -790,6 +791,12 @@ done:
     return res;
 }
 
+static PyObject *
+client_writer(PyObject *self_, PyObject *args, PyObject *kw)
+{
+    return writer_new((Client *)self_, args, kw);
+}
+
 static int
 add_query(buf_t *q, const char *name, PyObject *value)
 {
@@ -1149,6 +1156,11 @@ static PyMethodDef client_methods[] = {
      "copy_object(source_key, key, *, metadata_directive=None, source_bucket=None, and the "
      "put_object headers) -> {'ETag': ..., 'LastModified': ...}"},
     {"delete_object", client_delete_object, METH_O, "delete_object(key) -> None"},
+    {"writer", (PyCFunction)(void (*)(void))client_writer, METH_VARARGS | METH_KEYWORDS,
+     "writer(key, *, part_size=8 MiB, threshold=8 MiB, max_inflight=0, size_hint=-1, and the "
+     "put_object headers) -> Writer\n\nA single PutObject on close() while the bytes stay "
+     "within threshold, else a multipart upload of part_size parts (grown to fit size_hint "
+     "in 10,000 parts) with up to max_inflight (0: the pool's size) in flight."},
     {"list_objects", (PyCFunction)(void (*)(void))client_list_objects,
      METH_VARARGS | METH_KEYWORDS,
      "list_objects(prefix=None, *, delimiter=None, continuation_token=None, start_after=None, "

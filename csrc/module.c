@@ -118,6 +118,38 @@ done:
     return NULL;
 }
 
+PyObject *
+s3_exc_take(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL)
+        return NULL;
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb && value)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+void
+s3_exc_restore(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    if (exc == NULL)
+        return;
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
 /* ---- signing ----------------------------------------------------------- */
 
 typedef struct {
@@ -450,10 +482,14 @@ module_exec(PyObject *m)
     st->reader_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &s3_reader_spec, NULL);
     if (st->reader_type == NULL)
         goto done;
+    st->writer_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &s3_writer_spec, NULL);
+    if (st->writer_type == NULL)
+        goto done;
     if (PyModule_AddObjectRef(m, "S3Error", st->S3Error) < 0 ||
         PyModule_AddObjectRef(m, "S3NotFoundError", st->S3NotFoundError) < 0 ||
         PyModule_AddObjectRef(m, "Client", (PyObject *)st->client_type) < 0 ||
         PyModule_AddObjectRef(m, "Reader", (PyObject *)st->reader_type) < 0 ||
+        PyModule_AddObjectRef(m, "Writer", (PyObject *)st->writer_type) < 0 ||
         PyModule_AddStringConstant(m, "curl_version", curl_version()) < 0)
         goto done;
     rc = 0;
@@ -469,6 +505,7 @@ module_traverse(PyObject *m, visitproc visit, void *arg)
 
     Py_VISIT(st->client_type);
     Py_VISIT(st->reader_type);
+    Py_VISIT(st->writer_type);
     Py_VISIT(st->S3Error);
     Py_VISIT(st->S3NotFoundError);
     return 0;
@@ -481,6 +518,7 @@ module_clear(PyObject *m)
 
     Py_CLEAR(st->client_type);
     Py_CLEAR(st->reader_type);
+    Py_CLEAR(st->writer_type);
     Py_CLEAR(st->S3Error);
     Py_CLEAR(st->S3NotFoundError);
     return 0;

@@ -11,6 +11,7 @@
 typedef struct {
     PyTypeObject *client_type;
     PyTypeObject *reader_type;
+    PyTypeObject *writer_type;
     PyObject *S3Error;          /* OSError subclass: code, status, request_id, bucket, key */
     PyObject *S3NotFoundError;  /* S3Error and FileNotFoundError */
     EVP_MD *sha256;             /* fetched once; shared read-only by every thread */
@@ -22,9 +23,16 @@ typedef struct {
 PyObject *s3_raise(s3_state *st, int status, const char *code, const char *message,
                    const char *request_id, const char *bucket, const char *key);
 
+/* The exception being raised, taken out (NULL: none) and put back: for cleanup
+ * that makes calls of its own while an error is on its way up. */
+PyObject *s3_exc_take(void);
+void s3_exc_restore(PyObject *exc);
+
 /* client.c */
 extern PyType_Spec s3_client_spec;
 /* reader.c */
 extern PyType_Spec s3_reader_spec;
+/* writer.c */
+extern PyType_Spec s3_writer_spec;
 
 #endif

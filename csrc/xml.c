@@ -372,28 +372,81 @@ reply_end(xml_sax *x)
     return 0;
 }
 
-int
-xml_parse_reply(const char *p, size_t n, xml_reply *out, const char **error)
+/* One small document, whole: leading white space skipped (S3 keeps a long
+ * request alive with spaces before the document), parsed, the parser freed. */
+static int
+parse_whole(xml_sax *x, xml_end_fn on_end, const char *p, size_t n, const char **error)
 {
-    reply_parser rp;
     int rc = -1;
 
-    memset(out, 0, sizeof(*out));
-    /* S3 keeps a long CopyObject alive by sending spaces before the document */
     while (n > 0 && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) {
         p++;
         n--;
     }
-    rp.out = out;
-    if (xml_sax_init(&rp.sax, reply_end) < 0)
+    if (xml_sax_init(x, on_end) < 0)
         goto done;
-    rp.out = out;
-    if (xml_sax_feed(&rp.sax, p, n) < 0 || xml_sax_finish(&rp.sax) < 0)
+    if (xml_sax_feed(x, p, n) < 0 || xml_sax_finish(x) < 0)
         goto done;
     rc = 0;
 done:
     if (rc < 0)
-        *error = rp.sax.error ? rp.sax.error : "malformed XML reply";
-    xml_sax_free(&rp.sax);
+        *error = x->error ? x->error : "malformed XML reply";
+    xml_sax_free(x);
     return rc;
+}
+
+int
+xml_parse_reply(const char *p, size_t n, xml_reply *out, const char **error)
+{
+    reply_parser rp;
+
+    memset(out, 0, sizeof(*out));
+    rp.out = out;
+    return parse_whole(&rp.sax, reply_end, p, n, error);
+}
+
+/* ---- InitiateMultipartUploadResult ------------------------------------- */
+
+typedef struct {
+    xml_sax sax;
+    buf_t *out;
+    int found;
+} upload_id_parser;
+
+static const char *const P_UPLOAD_ID[] = {"InitiateMultipartUploadResult", "UploadId"};
+
+static int
+upload_id_end(xml_sax *x)
+{
+    upload_id_parser *u = (upload_id_parser *)x;
+
+    if (x->depth == 1 && strcmp(x->path[0], "InitiateMultipartUploadResult") != 0) {
+        x->error = "the reply is not an InitiateMultipartUploadResult";
+        return -1;
+    }
+    if (!xml_at(x, 2, P_UPLOAD_ID))
+        return 0;
+    if (u->found || x->text.len == 0 || x->text.len > XML_MAX_UPLOAD_ID) {
+        x->error = "the reply's UploadId is missing, repeated or too long";
+        return -1;
+    }
+    u->found = 1;
+    buf_clear(u->out);
+    return buf_append(u->out, x->text.data, x->text.len);
+}
+
+int
+xml_parse_upload_id(const char *p, size_t n, buf_t *out, const char **error)
+{
+    upload_id_parser u;
+
+    u.out = out;
+    u.found = 0;
+    if (parse_whole(&u.sax, upload_id_end, p, n, error) < 0)
+        return -1;
+    if (!u.found) {
+        *error = "the reply has no UploadId";
+        return -1;
+    }
+    return 0;
 }

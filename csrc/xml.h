@@ -78,4 +78,12 @@ typedef struct {
 /* Leading white space is skipped. */
 int xml_parse_reply(const char *p, size_t n, xml_reply *out, const char **error);
 
+/* InitiateMultipartUploadResult: its UploadId into `out` (cleared first), whole:
+ * at most XML_MAX_UPLOAD_ID bytes, or the reply is refused. -1 with *error set
+ * (a static string) when the document is not one or has no UploadId. The
+ * CompleteMultipartUploadResult needs nothing of its own: xml_parse_reply reads
+ * its root and ETag, and an Error document that comes with a 200. */
+#define XML_MAX_UPLOAD_ID 1024
+int xml_parse_upload_id(const char *p, size_t n, buf_t *out, const char **error);
+
 #endif

@@ -1,6 +1,6 @@
 """Types of the C extension django_s3_storage._s3."""
 from types import TracebackType
-from typing import Any, BinaryIO, Self
+from typing import Any, BinaryIO, Self, TypedDict, Unpack
 
 curl_version: str
 
@@ -15,6 +15,19 @@ class S3Error(OSError):
 class S3NotFoundError(S3Error, FileNotFoundError): ...
 
 ListEntry = tuple[str, int, str, float, str]  # key, size, etag, last modified (epoch), class
+
+class ObjectHeaders(TypedDict, total=False):
+    """The object headers put_object and writer take as keywords."""
+    content_type: str | None
+    content_encoding: str | None
+    cache_control: str | None
+    content_disposition: str | None
+    content_language: str | None
+    acl: str | None
+    storage_class: str | None
+    server_side_encryption: str | None
+    sse_kms_key_id: str | None
+    metadata: dict[str, str] | None
 
 class Client:
     bucket: str
@@ -57,17 +70,7 @@ class Client:
         self,
         key: str,
         body: bytes | bytearray | memoryview,
-        *,
-        content_type: str | None = ...,
-        content_encoding: str | None = ...,
-        cache_control: str | None = ...,
-        content_disposition: str | None = ...,
-        content_language: str | None = ...,
-        acl: str | None = ...,
-        storage_class: str | None = ...,
-        server_side_encryption: str | None = ...,
-        sse_kms_key_id: str | None = ...,
-        metadata: dict[str, str] | None = ...,
+        **headers: Unpack[ObjectHeaders],
     ) -> dict[str, Any]: ...
     def copy_object(self, source_key: str, key: str, **kwargs: Any) -> dict[str, Any]: ...
     def delete_object(self, key: str) -> None: ...
@@ -80,6 +83,16 @@ class Client:
         start_after: str | None = ...,
         max_keys: int = ...,
     ) -> dict[str, Any]: ...
+    def writer(
+        self,
+        key: str,
+        *,
+        part_size: int = ...,
+        threshold: int = ...,
+        max_inflight: int = ...,
+        size_hint: int = ...,
+        **headers: Unpack[ObjectHeaders],
+    ) -> Writer: ...
     def url(self, key: str) -> str: ...
     def presign(
         self, method: str, key: str, *, expires: int = ...,
@@ -117,6 +130,22 @@ class Reader:
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None, /
     ) -> None: ...
+
+class Writer:
+    """Made by Client.writer(); not instantiable."""
+    closed: bool
+    bytes_written: int
+    upload_id: str | None
+    def write(self, data: bytes | bytearray | memoryview) -> int: ...
+    def close(self) -> dict[str, Any] | None: ...  # {"ETag", "Parts", "Size"}; None if closed
+    def abort(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None
+    ) -> bool: ...
+    @staticmethod
+    def _part_size_for(part_size: int, size_hint: int, number: int) -> int: ...
 
 def presign_v4(
     method: str, url: str, *, region: str, access_key: str, secret_key: str, expires: int,
