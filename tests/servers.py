@@ -23,7 +23,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Self
+from contextlib import contextmanager
+from typing import Callable, Iterator, Self
 
 
 def free_port() -> int:
@@ -223,3 +224,27 @@ class FakeS3(ScriptedServer):
             self.versions.append(handler.request_version)
             self.connections.add(id(handler.connection))
         return self.script(handler.command, handler.path)
+
+
+@contextmanager
+def ticks_meanwhile() -> Iterator[Callable[[], int]]:
+    """A Python thread that counts while the block runs; the callable gives how far
+    it got since the block began. A call that held the GIL for a second leaves it
+    near 0; one that released it, in the millions."""
+    count = 0
+    stop = threading.Event()
+
+    def spin() -> None:
+        nonlocal count
+        while not stop.is_set():
+            count += 1
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    time.sleep(0.05)
+    start = count
+    try:
+        yield lambda: count - start
+    finally:
+        stop.set()
+        spinner.join()

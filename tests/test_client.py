@@ -16,7 +16,7 @@ import pytest
 from django_s3_storage import _s3
 
 from conftest import S3Target
-from servers import FakeS3, Reply, self_signed_cert
+from servers import FakeS3, Reply, self_signed_cert, ticks_meanwhile
 
 KEYS = [
     "plain.txt",
@@ -387,22 +387,9 @@ def test_connect_that_hangs_gives_up_at_the_connect_timeout() -> None:
 def test_gil_is_released_while_waiting_on_a_slow_server() -> None:
     with FakeS3(lambda m, p: Reply(200, b"slow", delay=1.0)) as fake:
         c = _s3.Client("b", endpoint_url=fake.endpoint, access_key="a", secret_key="b")
-        ticks = 0
-        stop = threading.Event()
-
-        def spin() -> None:
-            nonlocal ticks
-            while not stop.is_set():
-                ticks += 1
-
-        spinner = threading.Thread(target=spin)
-        spinner.start()
-        time.sleep(0.05)
-        before = ticks
-        body, _ = c.get_object("k")     # one second in C, waiting on the socket
-        during = ticks - before
-        stop.set()
-        spinner.join()
+        with ticks_meanwhile() as ticks:
+            body, _ = c.get_object("k")     # one second in C, waiting on the socket
+            during = ticks()
         assert body == b"slow"
         # with the GIL held the spinner would not have run at all for that second
         assert during > 10000

@@ -20,7 +20,7 @@ from django_s3_storage import _s3
 
 from conftest import BUCKET, S3Target
 from cred_servers import ContainerServer, Creds
-from servers import Reply, ScriptedServer, Seen
+from servers import Reply, ScriptedServer, Seen, ticks_meanwhile
 
 MiB = 1 << 20
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -531,26 +531,11 @@ def test_memory_budget_bounds_the_parts_in_flight() -> None:
 def test_the_gil_is_released_while_a_part_is_slow() -> None:
     with MiniS3(delay=1.0) as fake:
         c = fake_client(fake)
-        ticks = 0
-        stop = threading.Event()
-
-        def spin() -> None:
-            nonlocal ticks
-            while not stop.is_set():
-                ticks += 1
-
-        spinner = threading.Thread(target=spin)
-        spinner.start()
-        try:
-            time.sleep(0.05)
-            before = ticks
+        with ticks_meanwhile() as ticks:
             w = c.writer("slow", part_size=5 * MiB, threshold=0, max_inflight=1)
             w.write(data(11 * MiB))   # the second part waits a second for the first
             w.close()
-            during = ticks - before
-        finally:
-            stop.set()
-            spinner.join()
+            during = ticks()
         assert len(fake.parts) == 3
         assert during > 10000
 
