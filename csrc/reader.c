@@ -256,6 +256,8 @@ reader_check_first(Reader *r)
         r->decompressing = 1;
         r->size = -1;
         v = xfer_header(q, "x-amz-meta-uncompressed_size", &len);
+        if (v == NULL)   /* Ceph RGW hands '_' in metadata names back as '-' */
+            v = xfer_header(q, "x-amz-meta-uncompressed-size", &len);
         if (v && parse_ll(v, len, &n) == 0)
             r->size = n;
     } else {

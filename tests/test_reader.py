@@ -299,6 +299,18 @@ def test_a_wrong_uncompressed_size_does_not_cut_the_stream(client: _s3.Client,
             assert r.read() == text[7:]
 
 
+def test_the_uncompressed_size_under_rgws_metadata_name(client: _s3.Client,
+                                                        prefix: str) -> None:
+    # Ceph RGW hands x-amz-meta-uncompressed_size back as x-amz-meta-uncompressed-size
+    text = b"a line of text\n" * 1000
+    client.put_object(prefix + "rgw", _s3.gzip_compress(text), content_encoding="gzip",
+                      metadata={"uncompressed-size": str(len(text))})
+    with client.reader(prefix + "rgw") as r:
+        assert r.size == len(text)
+        r.seek(-5, 2)
+        assert r.read() == text[-5:]
+
+
 def test_bad_gzip_data_is_an_error(client: _s3.Client, prefix: str) -> None:
     client.put_object(prefix + "bad.gz", b"this is not gzip at all" * 100,
                       content_encoding="gzip")

@@ -94,7 +94,9 @@ def test_large_object_goes_multipart(client: _s3.Client, s3: S3Target, prefix: s
     assert result is not None
     assert result["Parts"] == 3 and result["Size"] == len(body)
     parts = [hashlib.md5(body[i : i + 5 * MiB]).digest() for i in range(0, len(body), 5 * MiB)]
-    assert result["ETag"].strip('"') == hashlib.md5(b"".join(parts)).hexdigest() + "-3"
+    # Ceph RGW 16 answers CompleteMultipartUpload with an empty ETag: ask HEAD there
+    etag = result["ETag"] or client.head_object(key)["ETag"]
+    assert etag.strip('"') == hashlib.md5(b"".join(parts)).hexdigest() + "-3"
     got, meta = client.get_object(key)
     assert got == body and meta["ETag"] == result["ETag"]
     assert multipart_uploads(s3, key) == []
