@@ -492,8 +492,9 @@ def test_parts_are_in_flight_at_once(inflight: int) -> None:
 
 
 def test_a_busy_pool_bounds_the_parts_and_never_deadlocks() -> None:
-    # two pooled connections, shared with another thread's requests: the writer
-    # takes what is idle and goes on with fewer parts in flight
+    # two pooled connections, shared with another thread's requests: the writer's
+    # parts go on connections of their own (never waiting for the pool, never
+    # making the pool wait), as many at once as the pool's size when not asked
     with MiniS3(delay=0.2) as fake:
         c = fake_client(fake, max_connections=2)
         done = threading.Event()
@@ -509,7 +510,7 @@ def test_a_busy_pool_bounds_the_parts_and_never_deadlocks() -> None:
         t = threading.Thread(target=other_user)
         t.start()
         try:
-            with c.writer("pooled", part_size=5 * MiB, threshold=0, max_inflight=4) as w:
+            with c.writer("pooled", part_size=5 * MiB, threshold=0) as w:
                 w.write(data(21 * MiB))
         finally:
             done.set()
@@ -577,3 +578,41 @@ def test_a_writer_used_by_two_threads_at_once_is_refused() -> None:
         t.join(timeout=10)
         assert errors == []
         assert w.close()["Parts"] == 3
+
+
+def in_thread_within(seconds: float, work: Callable[[], object]) -> list[BaseException]:
+    """Runs `work` in a daemon thread; fails the test when it has not ended in time
+    (a thread stuck in C cannot be stopped, but it cannot hold the suite either)."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as e:  # noqa: BLE001 - reported by the caller
+            errors.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout=seconds)
+    assert not t.is_alive(), "deadlocked: the work did not end"
+    return errors
+
+
+def test_an_open_writer_never_makes_a_call_in_its_own_thread_wait() -> None:
+    # parts in flight stay in flight between write() calls; when they held counted
+    # handles of the pool, a call from the same thread (the only one that can drive
+    # them) waited for the pool for ever
+    with MiniS3(delay=0.3) as fake:
+        c = fake_client(fake, max_connections=2)
+
+        def work() -> None:
+            w = c.writer("open", part_size=5 * MiB, threshold=0, max_inflight=2)
+            w.write(data(11 * MiB))          # two parts in flight when write() returns
+            c.put_object("meanwhile", b"small")
+            w2 = c.writer("second", part_size=5 * MiB, threshold=0, max_inflight=2)
+            w2.write(data(11 * MiB, seed=2))   # a second open writer in the same thread
+            assert w2.close()["Parts"] == 3
+            assert w.close()["Parts"] == 3
+
+        assert in_thread_within(30, work) == []
+        assert len(fake.requests("PUT", "partNumber=")) == 6
