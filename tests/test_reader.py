@@ -569,3 +569,17 @@ def test_two_threads_on_one_reader(objects: ObjectServer) -> None:
     t.join(timeout=20)
     assert got == [data]
     r.close()
+
+
+def test_a_huge_claimed_uncompressed_size_allocates_nothing_for_it(
+        objects: ObjectServer) -> None:
+    # x-amz-meta-uncompressed_size is whatever the object's writer said: read()
+    # grows with what comes, it does not reserve what the metadata claims
+    text = blob(30000, seed=20) * 4
+    objects.put("claims", _s3.gzip_compress(text), **{
+        "Content-Encoding": "gzip", "x-amz-meta-uncompressed_size": "9" * 17})
+    with objects.client().reader("claims", buffer_size=16 * 1024) as r:
+        assert r.size == int("9" * 17)
+        assert r.read() == text
+    with objects.client().reader("claims", buffer_size=16 * 1024) as r:
+        assert r.read(1 << 50) == text
