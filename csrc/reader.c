@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "request.h"
 
@@ -32,6 +33,7 @@ typedef struct {
     int decompress, verify;
     size_t buffer_size;
     int busy, closed;
+    pid_t pid;                /* the process whose handles `multi` and `h` are */
     /* ---- below: C only, touched without the GIL by the busy thread ---- */
     CURLM *multi;
     CURL *h;                  /* the open transfer's handle; NULL: none */
@@ -682,6 +684,21 @@ reader_copy(Reader *r, char *dst, size_t n)
     return (Py_ssize_t)got;
 }
 
+/* In a child after fork(): the open transfer, its handle and the multi handle
+ * (with its connection) are the parent's, left as they are, neither used nor
+ * closed (a shared socket would split one body between the two processes). The
+ * stream goes on at net_off with a GET of the child's own, as after a cut. */
+static void
+reader_forget_parent(Reader *r)
+{
+    if (r->pid == getpid())
+        return;
+    r->pid = getpid();
+    r->h = NULL;
+    r->paused = 0;
+    r->multi = NULL;
+}
+
 static int
 reader_enter(Reader *r)
 {
@@ -693,6 +710,15 @@ reader_enter(Reader *r)
     if (r->closed) {
         PyErr_SetString(PyExc_ValueError, "I/O operation on closed file.");
         return -1;
+    }
+    reader_forget_parent(r);
+    if (r->multi == NULL) {
+        if (client_check_fork(r->client) < 0)
+            return -1;
+        if ((r->multi = xfer_multi_take(&r->client->pool)) == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
     }
     r->busy = 1;
     return 0;
@@ -860,6 +886,7 @@ reader_tell(PyObject *self, PyObject *unused)
 static void
 reader_release(Reader *r)
 {
+    reader_forget_parent(r);   /* never the parent's handles into this pool */
     reader_drop(r);
     if (r->call_live) {
         call_free(&r->call);
@@ -984,6 +1011,7 @@ reader_open(Client *c, PyObject *key, int decompress, Py_ssize_t buffer_size, in
     if (r == NULL)
         return NULL;
     r->client = (Client *)Py_NewRef((PyObject *)c);
+    r->pid = getpid();
     r->key = Py_NewRef(key);
     r->decompress = decompress;
     r->verify = verify;
