@@ -648,3 +648,21 @@ def test_a_child_after_fork_never_aborts_or_continues_the_parents_upload() -> No
         assert fake.requests("DELETE", "uploadId=") == []
         assert w.close()["Parts"] == 3
         assert b"".join(fake.parts[n] for n in (1, 2, 3)) == body
+
+
+def test_a_complete_reply_without_end_is_cut_off_not_buffered() -> None:
+    # S3 may send whitespace before the Complete's document; a server that keeps
+    # sending is refused after a bound, not held in memory to the end
+    def complete(etag: str) -> Reply:
+        return Reply(200, b" " * (48 * MiB) + b"<CompleteMultipartUploadResult><ETag>"
+                          + etag.replace('"', "&quot;").encode()
+                          + b"</ETag></CompleteMultipartUploadResult>")
+
+    with MiniS3(complete=complete) as fake:
+        fake.server.server.handle_error = lambda request, address: None  # type: ignore[method-assign]
+        c = fake_client(fake, max_attempts=1)
+        w = c.writer("endless", part_size=5 * MiB, threshold=0)
+        w.write(data(6 * MiB))
+        with pytest.raises(_s3.S3Error) as info:
+            w.close()
+        assert info.value.code == "InvalidReply" and "too long" in str(info.value)
