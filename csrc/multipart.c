@@ -410,8 +410,13 @@ part_done(mpu *m, int i)
     }
 }
 
-/* Starts the queued parts whose time has come, while handles can be had: the
- * first may wait for the pool, the others take what is idle. */
+/* Starts the queued parts whose time has come, each on an extra handle of the
+ * pool's, never a counted one: parts stay in flight between write() calls, and
+ * only this thread drives them, so a counted handle held by them would make a
+ * call from the same thread (or a second Writer there) wait for the pool for
+ * ever. The slots bound the parts in flight (the pool's size by default); a
+ * pooled handle would bring no connection either: on a multi handle,
+ * connections live in the multi handle's cache. */
 static int
 start_ready(mpu *m, double now)
 {
@@ -422,10 +427,8 @@ start_ready(mpu *m, double now)
         CURL *h;
         if (s->state != MPU_QUEUED || s->not_before > now)
             continue;
-        h = xfer_take(&m->client->pool, &m->client->opts, m->running == 0);
+        h = xfer_take_extra(&m->client->pool, &m->client->opts);
         if (h == NULL) {
-            if (m->running > 0)
-                return 0;   /* the pool is busy: ours come back soon */
             fail(m, i, "cannot create a connection handle");
             return -1;
         }
@@ -509,8 +512,7 @@ mpu_drive(mpu *m, int wait_all)
         busy = wait_all ? m->inflight > 0 : m->inflight >= limit(m);
         if (wait_all < 0 || !busy)
             return 0;
-        /* a retry's time, or one of ours ending; a part that is due but found
-         * the pool busy starts when one of ours ends (which wakes the poll) */
+        /* a retry's time, or one of ours ending */
         now = now_s();
         wake = now + 1.0;
         for (i = 0; i < m->nslots; i++)

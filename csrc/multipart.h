@@ -1,7 +1,8 @@
 /* multipart: one multipart upload as a state machine. Parts of a fixed size
  * are filled from the caller's bytes, hashed (Content-MD5, and the binary MD5
  * kept for the final ETag check), signed and sent several at once on one curl
- * multi handle; each part retries on its own schedule (a not-before time, no
+ * multi handle (on extra handles of the pool's, never counted ones: parts stay
+ * in flight between the caller's writes); each part retries on its own schedule (a not-before time, no
  * sleeping while others run); the upload is completed with the list of parts,
  * or aborted so that no part stays stored.
  *

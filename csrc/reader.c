@@ -13,12 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "request.h"
 
 #define READER_MAX_BUFFER (1 << 30)
 #define READER_GZ_SLICE 4096   /* stored bytes inflated at a time: bounds one step's output */
 #define READER_POLL_MS 1000
+#define READER_RESERVE_MAX (64 << 20)   /* the most a decoded read() reserves on a claim */
 
 enum { MD5_NONE, MD5_RUNNING, MD5_GOOD, MD5_BAD };
 enum { DRIVE_OK, DRIVE_AGAIN, DRIVE_FAIL };
@@ -31,6 +33,7 @@ typedef struct {
     int decompress, verify;
     size_t buffer_size;
     int busy, closed;
+    pid_t pid;                /* the process whose handles `multi` and `h` are */
     /* ---- below: C only, touched without the GIL by the busy thread ---- */
     CURLM *multi;
     CURL *h;                  /* the open transfer's handle; NULL: none */
@@ -683,6 +686,21 @@ reader_copy(Reader *r, char *dst, size_t n)
     return (Py_ssize_t)got;
 }
 
+/* In a child after fork(): the open transfer, its handle and the multi handle
+ * (with its connection) are the parent's, left as they are, neither used nor
+ * closed (a shared socket would split one body between the two processes). The
+ * stream goes on at net_off with a GET of the child's own, as after a cut. */
+static void
+reader_forget_parent(Reader *r)
+{
+    if (r->pid == getpid())
+        return;
+    r->pid = getpid();
+    r->h = NULL;
+    r->paused = 0;
+    r->multi = NULL;
+}
+
 static int
 reader_enter(Reader *r)
 {
@@ -695,13 +713,23 @@ reader_enter(Reader *r)
         PyErr_SetString(PyExc_ValueError, "I/O operation on closed file.");
         return -1;
     }
+    reader_forget_parent(r);
+    if (r->multi == NULL) {
+        if (client_check_fork(r->client) < 0)
+            return -1;
+        if ((r->multi = xfer_multi_take(&r->client->pool)) == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
     r->busy = 1;
     return 0;
 }
 
 /* Up to `limit` bytes at pos (fewer only at the end). Memory follows what comes,
  * not `limit`: the stored length bounds a raw read exactly; a decoded one starts
- * from the uncompressed size the object claims (which may be wrong) and grows. */
+ * from the uncompressed size the object claims (which may be wrong: at most
+ * READER_RESERVE_MAX of it is taken on trust) and grows. */
 static PyObject *
 reader_read_upto(Reader *r, Py_ssize_t limit)
 {
@@ -719,6 +747,8 @@ reader_read_upto(Reader *r, Py_ssize_t limit)
         cap = (Py_ssize_t)left + 1 < limit ? (Py_ssize_t)left + 1 : limit;
     else
         cap = (Py_ssize_t)r->buffer_size < limit ? (Py_ssize_t)r->buffer_size : limit;
+    if (r->decompressing && cap > READER_RESERVE_MAX)
+        cap = READER_RESERVE_MAX;
     out = PyBytes_FromStringAndSize(NULL, cap);
     if (out == NULL)
         return NULL;
@@ -858,6 +888,7 @@ reader_tell(PyObject *self, PyObject *unused)
 static void
 reader_release(Reader *r)
 {
+    reader_forget_parent(r);   /* never the parent's handles into this pool */
     reader_drop(r);
     if (r->call_live) {
         call_free(&r->call);
@@ -982,6 +1013,7 @@ reader_open(Client *c, PyObject *key, int decompress, Py_ssize_t buffer_size, in
     if (r == NULL)
         return NULL;
     r->client = (Client *)Py_NewRef((PyObject *)c);
+    r->pid = getpid();
     r->key = Py_NewRef(key);
     r->decompress = decompress;
     r->verify = verify;

@@ -13,7 +13,9 @@
  * pool while a transfer is open (never one the pool counts: open readers never
  * make other calls wait), given back at the end of the body, on close() and on
  * dealloc. Its connection lives in a multi handle of the pool's, kept for its
- * ranged GETs and, when its last body was read to the end, for the next Reader. */
+ * ranged GETs and, when its last body was read to the end, for the next Reader.
+ * In a child after fork() those are the parent's: left alone, the child goes on
+ * with a ranged GET of its own. */
 #ifndef S3_READER_H
 #define S3_READER_H
 

@@ -609,8 +609,12 @@ call_attempt_end(s3_call *k, int rc, int *attempt, double *delay)
     k->attempt_headers = NULL;
     *delay = 0.0;
     if (rc < 0) {
-        if (k->req.sink_failed)
-            return CALL_DONE;   /* the reply itself was bad: k->sink_error says how */
+        if (k->req.sink_failed) {
+            /* the reply itself was bad: k->sink_error says how */
+            if (k->sink_error == NULL)
+                k->sink_error = "the reply's body is too long for an S3 reply";
+            return CALL_DONE;
+        }
         k->transport_failed = 1;
         if (*attempt < c->max_attempts && xfer_retryable(&k->req, 1, NULL)) {
             *delay = xfer_backoff_seconds(&k->req, *attempt, 1, NULL);

@@ -269,6 +269,10 @@ on_body(char *p, size_t size, size_t n, void *ud)
             }
             return rc > 0 ? CURL_WRITEFUNC_PAUSE : len;
         }
+        if (len > XFER_REPLY_BODY_MAX - r->body_out.len) {
+            r->sink_failed = 1;
+            return 0;
+        }
         return buf_append(&r->body_out, p, len) < 0 ? 0 : len;
     }
     /* an error document: keep the start of it, drop the rest */

@@ -49,6 +49,10 @@ typedef struct {
 typedef int (*xfer_sink)(void *ud, const char *p, size_t n);
 
 #define XFER_ERROR_BODY_MAX (1 << 20)
+/* A 2xx body kept without a sink (an S3 reply document) longer than this fails
+ * the transfer (sink_failed): no S3 reply is near it, a server that never ends
+ * one must not grow memory. */
+#define XFER_REPLY_BODY_MAX (1 << 20)
 
 typedef struct {
     /* in: owned by the caller */

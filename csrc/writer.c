@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -27,6 +28,7 @@ typedef struct {
     unsigned long long written;
     int closed;
     int busy;                    /* a method runs (and may have released the GIL) */
+    pid_t pid;                   /* the process that owns the upload and its handles */
 } Writer;
 
 static const char *const writer_kw[] = {"part_size", "threshold", "max_inflight", "size_hint",
@@ -92,6 +94,7 @@ writer_new(Client *c, PyObject *args, PyObject *kw)
     if (w == NULL)
         return NULL;
     w->client = (Client *)Py_NewRef((PyObject *)c);
+    w->pid = getpid();
     call_init(&w->put, c, "PUT");
     w->put_ready = 1;
     if (call_set_key(&w->put, key) < 0 || call_add_object_headers(&w->put, kw, writer_kw) < 0) {
@@ -116,6 +119,15 @@ writer_dealloc(PyObject *self_)
     Writer *w = (Writer *)self_;
     PyTypeObject *tp = Py_TYPE(self_);
 
+    if (w->mpu_ready && w->pid != getpid()) {
+        /* a child after fork(): the upload and its handles are the parent's,
+         * neither aborted nor closed here */
+        int i;
+        for (i = 0; w->m.slots && i < w->m.nslots; i++)
+            w->m.slots[i].h = NULL;
+        w->m.multi = NULL;
+        w->closed = 1;
+    }
     if (w->mpu_ready && !w->closed) {
         /* gone unclosed: never committed, and no part left stored */
         PyObject *exc = s3_exc_take();
@@ -144,6 +156,11 @@ writer_enter(Writer *w, int closed_ok)
     }
     if (w->closed && !closed_ok) {
         PyErr_SetString(PyExc_ValueError, "I/O operation on a closed Writer");
+        return -1;
+    }
+    if (w->pid != getpid()) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this Writer belongs to the parent process (it was opened before fork())");
         return -1;
     }
     w->busy = 1;

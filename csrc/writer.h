@@ -5,7 +5,9 @@
  * Writer that goes away unclosed never commits.
  *
  * With the GIL, like any Python object; the network waits release it. One
- * thread at a time: a second one gets RuntimeError rather than a race. */
+ * thread at a time: a second one gets RuntimeError rather than a race. One
+ * process: in a child after fork() its methods raise RuntimeError, and dropping
+ * it there leaves the parent's upload alone. */
 #ifndef S3_WRITER_H
 #define S3_WRITER_H
 

@@ -37,6 +37,7 @@ class ObjectServer(LocalServer):
     def __init__(self) -> None:
         self.objects: dict[str, tuple[bytes, dict[str, str]]] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.connections: list[int] = []   # the connection of each request (its id)
         self.cut_after: int | None = None
         self.chunk_delay = 0.0
         self.overflow = False
@@ -70,6 +71,7 @@ class ObjectServer(LocalServer):
     def serve(self, h: http.server.BaseHTTPRequestHandler) -> None:
         with self.lock:
             self.requests.append((h.path, dict(h.headers)))
+            self.connections.append(id(h.connection))
             cut, self.cut_after = self.cut_after, None
         obj = self.objects.get(h.path.split("?")[0])
         if obj is None:
@@ -581,3 +583,50 @@ def test_two_threads_on_one_reader(objects: ObjectServer) -> None:
     t.join(timeout=20)
     assert got == [data]
     r.close()
+
+
+def test_a_huge_claimed_uncompressed_size_allocates_nothing_for_it(
+        objects: ObjectServer) -> None:
+    # x-amz-meta-uncompressed_size is whatever the object's writer said: read()
+    # grows with what comes, it does not reserve what the metadata claims
+    text = blob(30000, seed=20) * 4
+    objects.put("claims", _s3.gzip_compress(text), **{
+        "Content-Encoding": "gzip", "x-amz-meta-uncompressed_size": "9" * 17})
+    with objects.client().reader("claims", buffer_size=16 * 1024) as r:
+        assert r.size == int("9" * 17)
+        assert r.read() == text
+    with objects.client().reader("claims", buffer_size=16 * 1024) as r:
+        assert r.read(1 << 50) == text
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_reader_open_across_fork_never_shares_the_parents_connection(
+        objects: ObjectServer) -> None:
+    # the child goes on with a ranged GET of its own; the parent's paused transfer
+    # is left to the parent (a shared socket would split one body between them)
+    import warnings
+
+    data = blob(400 * 1024, seed=21)
+    objects.put("k", data)
+    r = objects.client().reader("k", buffer_size=16 * 1024)
+    assert r.read(10) == data[:10]          # the GET is paused, its socket open
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+        pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            got = r.read()
+            r.close()
+            code = 0 if got == data[10:] else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    start = time.monotonic()
+    assert r.read() == data[10:]
+    assert time.monotonic() - start < 5     # not a stall on a drained socket
+    r.close()
+    first, child = objects.ranges()    # the child's GET goes on from what it had buffered
+    assert first is None and child is not None and int(child[6:-1]) >= 10
+    assert len(set(objects.connections)) == 2

@@ -494,8 +494,9 @@ def test_parts_are_in_flight_at_once(inflight: int) -> None:
 
 
 def test_a_busy_pool_bounds_the_parts_and_never_deadlocks() -> None:
-    # two pooled connections, shared with another thread's requests: the writer
-    # takes what is idle and goes on with fewer parts in flight
+    # two pooled connections, shared with another thread's requests: the writer's
+    # parts go on connections of their own (never waiting for the pool, never
+    # making the pool wait), as many at once as the pool's size when not asked
     with MiniS3(delay=0.2) as fake:
         c = fake_client(fake, max_connections=2)
         done = threading.Event()
@@ -511,7 +512,7 @@ def test_a_busy_pool_bounds_the_parts_and_never_deadlocks() -> None:
         t = threading.Thread(target=other_user)
         t.start()
         try:
-            with c.writer("pooled", part_size=5 * MiB, threshold=0, max_inflight=4) as w:
+            with c.writer("pooled", part_size=5 * MiB, threshold=0) as w:
                 w.write(data(21 * MiB))
         finally:
             done.set()
@@ -564,3 +565,91 @@ def test_a_writer_used_by_two_threads_at_once_is_refused() -> None:
         t.join(timeout=10)
         assert errors == []
         assert w.close()["Parts"] == 3
+
+
+def in_thread_within(seconds: float, work: Callable[[], object]) -> list[BaseException]:
+    """Runs `work` in a daemon thread; fails the test when it has not ended in time
+    (a thread stuck in C cannot be stopped, but it cannot hold the suite either)."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as e:  # noqa: BLE001 - reported by the caller
+            errors.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout=seconds)
+    assert not t.is_alive(), "deadlocked: the work did not end"
+    return errors
+
+
+def test_an_open_writer_never_makes_a_call_in_its_own_thread_wait() -> None:
+    # parts in flight stay in flight between write() calls; when they held counted
+    # handles of the pool, a call from the same thread (the only one that can drive
+    # them) waited for the pool for ever
+    with MiniS3(delay=0.3) as fake:
+        c = fake_client(fake, max_connections=2)
+
+        def work() -> None:
+            w = c.writer("open", part_size=5 * MiB, threshold=0, max_inflight=2)
+            w.write(data(11 * MiB))          # two parts in flight when write() returns
+            c.put_object("meanwhile", b"small")
+            w2 = c.writer("second", part_size=5 * MiB, threshold=0, max_inflight=2)
+            w2.write(data(11 * MiB, seed=2))   # a second open writer in the same thread
+            assert w2.close()["Parts"] == 3
+            assert w.close()["Parts"] == 3
+
+        assert in_thread_within(30, work) == []
+        assert len(fake.requests("PUT", "partNumber=")) == 6
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_child_after_fork_never_aborts_or_continues_the_parents_upload() -> None:
+    import os
+    import warnings
+
+    with MiniS3() as fake:
+        c = fake_client(fake)
+        w = c.writer("forked", part_size=5 * MiB, threshold=0)
+        body = data(11 * MiB)
+        w.write(body)                     # the upload begun, parts in flight
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+            pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                try:
+                    w.write(b"more")
+                    code = 2              # the child may not add to the parent's upload
+                except RuntimeError:
+                    del w                 # and dropping it must not abort the upload
+                    gc.collect()
+                    code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.WEXITSTATUS(status) == 0
+        assert fake.requests("DELETE", "uploadId=") == []
+        assert w.close()["Parts"] == 3
+        assert b"".join(fake.parts[n] for n in (1, 2, 3)) == body
+
+
+def test_a_complete_reply_without_end_is_cut_off_not_buffered() -> None:
+    # S3 may send whitespace before the Complete's document; a server that keeps
+    # sending is refused after a bound, not held in memory to the end
+    def complete(etag: str) -> Reply:
+        return Reply(200, b" " * (48 * MiB) + b"<CompleteMultipartUploadResult><ETag>"
+                          + etag.replace('"', "&quot;").encode()
+                          + b"</ETag></CompleteMultipartUploadResult>")
+
+    with MiniS3(complete=complete) as fake:
+        fake.server.server.handle_error = lambda request, address: None  # type: ignore[method-assign]
+        c = fake_client(fake, max_attempts=1)
+        w = c.writer("endless", part_size=5 * MiB, threshold=0)
+        w.write(data(6 * MiB))
+        with pytest.raises(_s3.S3Error) as info:
+            w.close()
+        assert info.value.code == "InvalidReply" and "too long" in str(info.value)
