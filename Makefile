@@ -7,7 +7,8 @@
 #   make bench-large  the large-file benchmark against its peers on Ceph RGW
 #                     (bench/large.py; writes bench/results-large.json, bench/RESULTS.md)
 #
-# Other targets: build, check (one quick pass in .venv), sanitize, clean.
+# Other targets: build, check (one quick pass in .venv), sanitize (ASan and UBSan over
+# the suite), valgrind (memcheck over the C-level tests), clean.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -16,7 +17,7 @@ DEBS   := gcc make pkg-config libcurl4-openssl-dev libssl-dev zlib1g-dev libxml2
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check build deps sanitize clean bench-large
+.PHONY: demo test check build deps sanitize valgrind clean bench-large
 
 deps:
 	@missing=""; for p in $(DEBS); do \
@@ -46,11 +47,24 @@ check: build
 test: build
 	bash scripts/test-all
 
-sanitize: deps $(PY)
+# the whole suite on an extension built with ASan and UBSan; any report fails it
+sanitize: build
 	S3_SANITIZE=1 $(PY) setup.py -q build_ext --inplace --force
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
-	  ASAN_OPTIONS=detect_leaks=0 $(PY) -m pytest -q -p no:cacheprovider
+	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  $(PY) -m pytest -q -p no:cacheprovider
 	$(PY) setup.py -q build_ext --inplace --force
+
+# the C-level tests under valgrind's memcheck: an invalid read or write, a use of
+# uninitialised memory or a definite leak of the extension fails it
+VALGRIND_TESTS ?= tests/test_sigv4.py tests/test_gzip.py tests/test_client.py tests/test_reader.py tests/test_writer.py
+valgrind: build
+	@command -v valgrind >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends valgrind; }
+	PYTHONMALLOC=malloc valgrind --quiet --error-exitcode=99 --track-origins=no \
+	  --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
+	  --suppressions=tests/valgrind.supp \
+	  $(PY) -m pytest -q -p no:cacheprovider $(VALGRIND_TESTS)
 
 # the peers' venvs under bench/venvs/, then 3 interleaved rounds on a Ceph RGW that
 # bench/large.py starts (scripts/rgw) and stops
