@@ -78,10 +78,10 @@ _REGION = re.compile(r"[A-Za-z0-9._-]{1,63}\Z")   # the C Client keeps < 64
 # meanwhile (412 PreconditionFailed, or AWS's 409 ConditionalRequestConflict)
 _NAME_ATTEMPTS = 10
 _NAME_TAKEN = ("PreconditionFailed", "ConditionalRequestConflict")
-# Inside save(): (max_length,), so that _save can pick the next free name as save()
-# would; None when _save is called directly (collectstatic's post-processing and its
-# manifest overwrite on purpose).
-_SAVING: ContextVar[tuple[int | None] | None] = ContextVar("_SAVING", default=None)
+# Inside save(): (the name asked for, max_length), so that _save can pick the next
+# free name as save() would; None when _save is called directly (collectstatic's
+# post-processing and its manifest overwrite on purpose).
+_SAVING: ContextVar[tuple[str, int | None] | None] = ContextVar("_SAVING", default=None)
 # Attribute and keyword names whose values never show in a repr (Django's reporter
 # prints locals with repr even when DEBUG hides nothing else).
 _SECRET_NAMES = re.compile("SECRET|TOKEN|PASS|SIGNATURE|PROXY", re.I)
@@ -596,7 +596,8 @@ class S3Storage(Storage):
     def save(self, name: str | None, content: Any, max_length: int | None = None) -> str:
         """Django's save(); with AWS_S3_FILE_OVERWRITE = False the upload commits only
         if the name is still free, and the name returned is the one stored."""
-        token = _SAVING.set((max_length,))
+        asked = content.name if name is None else name
+        token = _SAVING.set((str(asked), max_length))
         try:
             return super().save(name, content, max_length)
         finally:
@@ -608,6 +609,7 @@ class S3Storage(Storage):
         # only names that save() found free are taken conditionally: a direct _save
         # (post-processing, the manifest) overwrites, as it always did
         conditional = saving is not None and not s.AWS_S3_FILE_OVERWRITE
+        asked, max_length = saving if saving is not None else (name, None)
         # the type the browser sent with an upload wins over the guess from the name
         content_type = getattr(content, "content_type", None) or self._content_type(name)
         source, spool, copy = content, None, None
@@ -648,7 +650,7 @@ class S3Storage(Storage):
                 if copy is not None:   # sent once: from here on it is the source
                     source, spool, copy = File(copy), copy, None
                 # taken since save() looked: the next free name, as save() finds it
-                name = self.get_available_name(name, max_length=saving[0] if saving else None)
+                name = self.get_available_name(asked, max_length=max_length)
             raise FileExistsError(
                 f"{_NAME_ATTEMPTS} names in a row were taken by other writers while this file "
                 f"was uploaded; last tried: {name!r}")
