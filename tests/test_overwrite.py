@@ -8,8 +8,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
+import subprocess
+import sys
 import threading
 import urllib.parse
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -107,6 +111,59 @@ def test_eight_threads_saving_one_name_lose_no_write(s3: S3Target, prefix: str) 
         assert stored[names[i]] == body(i)
     for name in names:
         assert name.startswith("race/same") and name.endswith(".bin")
+
+
+# One worker process: it finds the name free, waits until every worker has (a file
+# each in a shared folder), then uploads.
+WORKER = """
+import hashlib, sys, time
+from pathlib import Path
+import django
+django.setup()
+from django.core.files.base import ContentFile
+from django_s3_storage.storage import S3Storage
+
+i, prefix, ready, count = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+seed = hashlib.sha256(f"writer {i}".encode()).digest()
+
+class Racing(S3Storage):
+    looked = False
+
+    def get_available_name(self, name, max_length=None):
+        name = super().get_available_name(name, max_length)
+        if not self.looked:
+            self.looked = True
+            (ready / str(i)).touch()
+            deadline = time.monotonic() + 60
+            while len(list(ready.iterdir())) < count:
+                if time.monotonic() > deadline:
+                    sys.exit("the other workers never came")
+                time.sleep(0.002)
+        return name
+
+print(Racing(aws_s3_key_prefix=prefix).save("race/same.bin",
+                                            ContentFile((seed * 32)[:1000])))
+"""
+
+
+def test_eight_processes_saving_one_name_lose_no_write(s3: S3Target, prefix: str,
+                                                       tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    procs = [subprocess.Popen([sys.executable, "-W", "ignore", "-c", WORKER, str(i), prefix,
+                               str(tmp_path), str(WRITERS)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(WRITERS)]
+    names = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        names.append(out.strip().splitlines()[-1])
+    stored = objects(s3, prefix)
+    assert len(set(names)) == WRITERS and "race/same.bin" in names
+    assert sorted(stored) == sorted(names)
+    for i in range(WRITERS):
+        assert stored[names[i]] == body(i)
 
 
 def test_with_overwrite_the_race_keeps_one_object(s3: S3Target, prefix: str) -> None:
