@@ -650,10 +650,10 @@ class S3Storage(Storage):
                 if copy is not None:   # sent once: from here on it is the source
                     source, spool, copy = File(copy), copy, None
                 # taken since save() looked: the next free name, as save() finds it
-                name = self.get_available_name(asked, max_length=max_length)
+                tried, name = name, self.get_available_name(asked, max_length=max_length)
             raise FileExistsError(
                 f"{_NAME_ATTEMPTS} names in a row were taken by other writers while this file "
-                f"was uploaded; last tried: {name!r}")
+                f"was uploaded; the last one tried: {tried!r}")
         finally:
             for f in (spool, copy):
                 if f is not None:

@@ -448,7 +448,9 @@ def test_names_taken_again_and_again_give_up_with_a_clear_error() -> None:
     with RacyS3(lambda key, seen: True) as fake:
         storage = scripted_storage(fake, aws_s3_multipart_threshold=5 * MiB,
                                    aws_s3_multipart_chunksize=5 * MiB)
-        with pytest.raises(FileExistsError, match="names in a row were taken"):
+        with pytest.raises(FileExistsError, match="names in a row were taken") as info:
             storage.save("big.bin", ContentFile(body(7, 6 * MiB)))
         completes = [s for s in fake.seen if s.method == "POST" and "uploadId=" in s.path]
         assert len(completes) == 10 and fake.parts == {}   # bounded, and all aborted
+        last = urllib.parse.unquote(completes[-1].path.split("?")[0]).split("/", 2)[2]
+        assert repr(last) in str(info.value)
