@@ -1157,10 +1157,12 @@ static PyMethodDef client_methods[] = {
      "put_object headers) -> {'ETag': ..., 'LastModified': ...}"},
     {"delete_object", client_delete_object, METH_O, "delete_object(key) -> None"},
     {"writer", (PyCFunction)(void (*)(void))client_writer, METH_VARARGS | METH_KEYWORDS,
-     "writer(key, *, part_size=8 MiB, threshold=8 MiB, max_inflight=0, size_hint=-1, and the "
-     "put_object headers) -> Writer\n\nA single PutObject on close() while the bytes stay "
-     "within threshold, else a multipart upload of part_size parts (grown to fit size_hint "
-     "in 10,000 parts) with up to max_inflight (0: the pool's size) in flight."},
+     "writer(key, *, part_size=8 MiB, threshold=8 MiB, max_inflight=0, size_hint=-1, "
+     "if_none_match=False, and the put_object headers) -> Writer\n\nA single PutObject on "
+     "close() while the bytes stay within threshold, else a multipart upload of part_size "
+     "parts (grown to fit size_hint in 10,000 parts) with up to max_inflight (0: the pool's "
+     "size) in flight. if_none_match=True commits only if the key is free (If-None-Match: * "
+     "on the PutObject or the CompleteMultipartUpload): else S3Error PreconditionFailed."},
     {"list_objects", (PyCFunction)(void (*)(void))client_list_objects,
      METH_VARARGS | METH_KEYWORDS,
      "list_objects(prefix=None, *, delimiter=None, continuation_token=None, start_after=None, "

@@ -718,7 +718,8 @@ mpu_complete(mpu *m)
         PyErr_NoMemory();
         goto done;
     }
-    if (call_add_header(&k, "Content-Type", "application/xml", 15) < 0)
+    if (call_add_header(&k, "Content-Type", "application/xml", 15) < 0 ||
+        (m->if_none_match && call_add_header(&k, "If-None-Match", "*", 1) < 0))
         goto done;
     call_set_body(&k, body.data, body.len);
     k.reply_on_success = 1;   /* S3 may answer 200 and an Error document */

@@ -58,6 +58,7 @@ typedef struct {
     int grow;                    /* no size hint: double every MPU_GROW_EVERY parts */
     int max_inflight;            /* as asked (0: the pool's size), before the budget */
     int etag_md5;                /* ETags may be MD5s (no SSE-KMS asked for) */
+    int if_none_match;           /* the Complete commits only if the key is free */
     CURLM *multi;
     mpu_slot *slots;
     int nslots;
@@ -109,9 +110,10 @@ int mpu_finish(mpu *m);
  * ended); with wait_all, until none is in flight. 0, 1 (renew), -1 (failed). */
 int mpu_drive(mpu *m, int wait_all);
 
-/* With the GIL, after mpu_finish returned 0: CompleteMultipartUpload, the ETag
- * checked against the parts' MD5s (a mismatch deletes the object). Returns
- * {"ETag", "Parts", "Size"} or NULL with an exception (the upload aborted). */
+/* With the GIL, after mpu_finish returned 0: CompleteMultipartUpload (with
+ * If-None-Match: * when m->if_none_match), the ETag checked against the parts'
+ * MD5s (a mismatch deletes the object). Returns {"ETag", "Parts", "Size"} or NULL
+ * with an exception (the upload aborted: a 412 PreconditionFailed too). */
 PyObject *mpu_complete(mpu *m);
 /* With the GIL: stops what is in flight and sends AbortMultipartUpload (retried
  * like any call; NoSuchUpload counts as done). Idempotent. -1 with an exception. */

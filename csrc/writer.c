@@ -25,6 +25,7 @@ typedef struct {
     long long size_hint;
     int max_inflight;
     int etag_md5;                /* no SSE-KMS asked for: ETags may be MD5s */
+    int if_none_match;           /* commit only if the key is free (If-None-Match: *) */
     unsigned long long written;
     int closed;
     int busy;                    /* a method runs (and may have released the GIL) */
@@ -32,7 +33,7 @@ typedef struct {
 } Writer;
 
 static const char *const writer_kw[] = {"part_size", "threshold", "max_inflight", "size_hint",
-                                        NULL};
+                                        "if_none_match", NULL};
 
 /* ---- construction -------------------------------------------------------- */
 
@@ -62,10 +63,15 @@ writer_new(Client *c, PyObject *args, PyObject *kw)
     PyObject *key;
     long long part_size = WRITER_DEFAULT_PART, threshold = WRITER_DEFAULT_PART;
     long long max_inflight = 0, size_hint = -1;
+    PyObject *cond = kw ? PyDict_GetItemString(kw, "if_none_match") : NULL;
     PyTypeObject *tp;
     Writer *w;
     int i;
 
+    if (cond != NULL && !PyBool_Check(cond)) {
+        PyErr_SetString(PyExc_TypeError, "if_none_match must be True or False");
+        return NULL;
+    }
     if (client_ready(c) < 0 || !PyArg_ParseTuple(args, "U:writer", &key) ||
         kw_long(kw, "part_size", &part_size) < 0 || kw_long(kw, "threshold", &threshold) < 0 ||
         kw_long(kw, "max_inflight", &max_inflight) < 0 ||
@@ -106,6 +112,7 @@ writer_new(Client *c, PyObject *args, PyObject *kw)
     w->size_hint = size_hint;
     w->max_inflight = (int)max_inflight;
     w->etag_md5 = 1;
+    w->if_none_match = cond == Py_True;
     for (i = 0; i < w->put.nh; i++)
         if (strcasecmp(w->put.hname[i], "x-amz-server-side-encryption") == 0 &&
             strncasecmp(w->put.hvalue[i], "aws:kms", 7) == 0)
@@ -215,6 +222,7 @@ writer_begin(Writer *w)
         return writer_fail(w);
     }
     w->mpu_ready = 1;
+    w->m.if_none_match = w->if_none_match;   /* on the Complete, not on the Create */
     if (mpu_begin(&w->m, &w->put) < 0)
         return writer_fail(w);
     if (w->pending.len && writer_feed(w, w->pending.data, w->pending.len) < 0)
@@ -268,6 +276,9 @@ writer_put(Writer *w)
     size_t len = 0;
     PyObject *res = NULL;
 
+    /* the condition goes on the request that commits: here, not on a Create */
+    if (w->if_none_match && call_add_header(&w->put, "If-None-Match", "*", 1) < 0)
+        return NULL;
     call_set_body(&w->put, w->pending.data, w->pending.len);
     if (call_perform(&w->put) < 0)
         return NULL;

@@ -16,8 +16,12 @@
 #define WRITER_DEFAULT_PART ((long long)8 << 20)
 
 /* Client.writer(key, *, part_size=, threshold=, max_inflight=, size_hint=,
- * **object_headers): validates everything, sends nothing. A new reference, or
- * NULL with an exception set. */
+ * if_none_match=, **object_headers): validates everything, sends nothing. A new
+ * reference, or NULL with an exception set. if_none_match=True sends
+ * If-None-Match: * on the request that commits (the PutObject, or the
+ * CompleteMultipartUpload, never the Create): a server that honours it answers
+ * 412 PreconditionFailed when the key exists, and close() raises that S3Error
+ * (a multipart upload aborted). */
 PyObject *writer_new(Client *c, PyObject *args, PyObject *kw);
 
 #endif

@@ -91,6 +91,7 @@ class Client:
         threshold: int = ...,
         max_inflight: int = ...,
         size_hint: int = ...,
+        if_none_match: bool = ...,
         **headers: Unpack[ObjectHeaders],
     ) -> Writer: ...
     def url(self, key: str) -> str: ...

@@ -13,6 +13,7 @@ import posixpath
 import re
 import tempfile
 import zlib
+from contextvars import ContextVar
 from datetime import datetime, timezone as dt_timezone
 from types import SimpleNamespace
 from typing import Any, Iterator
@@ -73,6 +74,14 @@ _HEADER_VALUE_MAX = 8192     # bytes per value; the C client refuses more too
 _METADATA_MAX = 2048         # S3: names and values of user metadata together
 _METADATA_NAME = re.compile(r"[A-Za-z0-9._-]+\Z")
 _REGION = re.compile(r"[A-Za-z0-9._-]{1,63}\Z")   # the C Client keeps < 64
+# save() with AWS_S3_FILE_OVERWRITE = False: the names tried when each one is taken
+# meanwhile (412 PreconditionFailed, or AWS's 409 ConditionalRequestConflict)
+_NAME_ATTEMPTS = 10
+_NAME_TAKEN = ("PreconditionFailed", "ConditionalRequestConflict")
+# Inside save(): (the name asked for, max_length), so that _save can pick the next
+# free name as save() would; None when _save is called directly (collectstatic's
+# post-processing and its manifest overwrite on purpose).
+_SAVING: ContextVar[tuple[str, int | None] | None] = ContextVar("_SAVING", default=None)
 # Attribute and keyword names whose values never show in a repr (Django's reporter
 # prints locals with repr even when DEBUG hides nothing else).
 _SECRET_NAMES = re.compile("SECRET|TOKEN|PASS|SIGNATURE|PROXY", re.I)
@@ -547,9 +556,14 @@ class S3Storage(Storage):
         return family == "text" or subtype.split("+")[-1] in _GZIP_SUBTYPES
 
     @staticmethod
-    def _chunks(content: Any) -> Iterator[bytes]:
+    def _rewinds(content: Any) -> bool:
+        """Whether the content can be read again from its start."""
+        return hasattr(content, "seek") and getattr(content, "seekable", lambda: True)()
+
+    @classmethod
+    def _chunks(cls, content: Any) -> Iterator[bytes]:
         """The content from its start, in chunks; str (a text file) as UTF-8."""
-        if hasattr(content, "seek") and getattr(content, "seekable", lambda: True)():
+        if cls._rewinds(content):
             content.seek(0)
         if hasattr(content, "chunks"):
             chunks = content.chunks(_CHUNK)
@@ -562,7 +576,7 @@ class S3Storage(Storage):
         """The content compressed chunk by chunk into a temporary file (in memory
         while small) and its original size; None when that is not smaller. Content
         that cannot be read twice goes compressed whatever the outcome."""
-        rewinds = hasattr(content, "seek") and getattr(content, "seekable", lambda: True)()
+        rewinds = self._rewinds(content)
         packer = zlib.compressobj(9, zlib.DEFLATED, 31)
         spool = tempfile.SpooledTemporaryFile(max_size=self.gzip_spool_size)
         size = packed = 0
@@ -579,40 +593,78 @@ class S3Storage(Storage):
         spool.close()
         return None
 
+    def save(self, name: str | None, content: Any, max_length: int | None = None) -> str:
+        """Django's save(); with AWS_S3_FILE_OVERWRITE = False the upload commits only
+        if the name is still free, and the name returned is the one stored."""
+        asked = content.name if name is None else name
+        token = _SAVING.set((str(asked), max_length))
+        try:
+            return super().save(name, content, max_length)
+        finally:
+            _SAVING.reset(token)
+
     def _save(self, name: str, content: Any) -> str:
-        key = self._object_key(name)
         s = self.settings
-        params = self._put_params(name, self._max_age_for(name))
+        saving = _SAVING.get()
+        # only names that save() found free are taken conditionally: a direct _save
+        # (post-processing, the manifest) overwrites, as it always did
+        conditional = saving is not None and not s.AWS_S3_FILE_OVERWRITE
+        asked, max_length = saving if saving is not None else (name, None)
         # the type the browser sent with an upload wins over the guess from the name
         content_type = getattr(content, "content_type", None) or self._content_type(name)
-        params["content_type"] = content_type
-        source, spool = content, None
+        source, spool, copy = content, None, None
+        gzip_size = None
         if s.AWS_S3_GZIP and self._compressible(content_type):
             packed = self._gzipped(content)
             if packed is not None:
-                spool, size = packed
+                spool, gzip_size = packed
                 source = File(spool)
-                params["content_encoding"] = "gzip"
-                params["metadata"][UNCOMPRESSED_SIZE_META_KEY] = str(size)
-                self._check_metadata_total(params["metadata"])
         try:
             size_hint = source.size if spool is None else -1
         except (AttributeError, OSError, TypeError, ValueError):
             size_hint = -1
+        if not isinstance(size_hint, int):
+            size_hint = -1
+        if conditional and not self._rewinds(source):
+            # a name taken meanwhile means sending it again: keep what goes
+            copy = tempfile.SpooledTemporaryFile(max_size=self.gzip_spool_size)
         try:
-            with self._writer(key, params, size_hint if isinstance(size_hint, int) else -1) as w:
-                for chunk in self._chunks(source):
-                    w.write(chunk)
+            for _ in range(_NAME_ATTEMPTS):
+                params = self._put_params(name, self._max_age_for(name))
+                params["content_type"] = content_type
+                if gzip_size is not None:
+                    params["content_encoding"] = "gzip"
+                    params["metadata"][UNCOMPRESSED_SIZE_META_KEY] = str(gzip_size)
+                    self._check_metadata_total(params["metadata"])
+                try:
+                    with self._writer(self._object_key(name), params, size_hint,
+                                      if_none_match=conditional) as w:
+                        for chunk in self._chunks(source):
+                            w.write(chunk)
+                            if copy is not None:
+                                copy.write(chunk)
+                    return name
+                except S3Error as e:
+                    if not conditional or e.code not in _NAME_TAKEN:
+                        raise
+                if copy is not None:   # sent once: from here on it is the source
+                    source, spool, copy = File(copy), copy, None
+                # taken since save() looked: the next free name, as save() finds it
+                tried, name = name, self.get_available_name(asked, max_length=max_length)
+            raise FileExistsError(
+                f"{_NAME_ATTEMPTS} names in a row were taken by other writers while this file "
+                f"was uploaded; the last one tried: {tried!r}")
         finally:
-            if spool is not None:
-                spool.close()
-        return name
+            for f in (spool, copy):
+                if f is not None:
+                    f.close()
 
-    def _writer(self, key: str, params: dict[str, Any], size_hint: int = -1) -> Any:
+    def _writer(self, key: str, params: dict[str, Any], size_hint: int = -1,
+                if_none_match: bool = False) -> Any:
         s = self.settings
         return self._client.writer(key, part_size=s.AWS_S3_MULTIPART_CHUNKSIZE,
                                    threshold=s.AWS_S3_MULTIPART_THRESHOLD,
-                                   size_hint=size_hint, **params)
+                                   size_hint=size_hint, if_none_match=if_none_match, **params)
 
     # ---- reads -------------------------------------------------------------------
 
