@@ -254,7 +254,7 @@ on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
     double now = now_s();
 
     (void)dltotal; (void)ultotal;
-    if (r->paused || dlnow + ulnow != r->moved) {
+    if (!r->connected || r->paused || dlnow + ulnow != r->moved) {
         r->moved = dlnow + ulnow;
         r->last_move = now;
         return 0;
@@ -265,6 +265,21 @@ on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
     }
     return 0;
 }
+
+#if LIBCURL_VERSION_NUM >= 0x075000
+/* Connected (or reusing a connection): the connect timeout's part is over, the
+ * read timeout's begins. */
+static int
+on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+    xfer_request *r = ud;
+
+    (void)primary_ip; (void)local_ip; (void)primary_port; (void)local_port;
+    r->connected = 1;
+    r->last_move = now_s();
+    return CURL_PREREQFUNC_OK;
+}
+#endif
 
 static size_t
 on_header(char *p, size_t size, size_t n, void *ud)
@@ -360,6 +375,7 @@ xfer_setup(CURL *h, const xfer_opts *o, xfer_request *r)
     r->last_move = now_s();
     r->moved = 0;
     r->stall_limit_s = o->read_timeout_s;
+    r->connected = LIBCURL_VERSION_NUM < 0x075000;   /* no PREREQFUNCTION: watch it all */
     r->paused = 0;
     r->stalled = 0;
     buf_clear(&r->head);
@@ -401,6 +417,10 @@ xfer_setup(CURL *h, const xfer_opts *o, xfer_request *r)
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(h, CURLOPT_XFERINFODATA, r);
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+#if LIBCURL_VERSION_NUM >= 0x075000
+    curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(h, CURLOPT_PREREQDATA, r);
+#endif
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, o->verify ? 1L : 0L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o->verify ? 2L : 0L);
     /* only when given: a NULL would also drop libcurl's built-in CA bundle */
@@ -421,6 +441,9 @@ xfer_finish(CURL *h, xfer_request *r, CURLcode rc)
     curl_easy_setopt(h, CURLOPT_SEEKDATA, NULL);
     curl_easy_setopt(h, CURLOPT_XFERINFODATA, NULL);
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075000
+    curl_easy_setopt(h, CURLOPT_PREREQDATA, NULL);
+#endif
     curl_easy_setopt(h, CURLOPT_PRIVATE, NULL);
     if (r->stalled && r->curl_rc == CURLE_ABORTED_BY_CALLBACK) {
         /* a timeout like libcurl's own: retried, and reported as a Timeout */

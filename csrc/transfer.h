@@ -76,6 +76,7 @@ typedef struct {
     double last_move;
     curl_off_t moved;
     long stall_limit_s;
+    int connected;                 /* the connect timeout's phase is over */
     int paused;
     int stalled;
 } xfer_request;
