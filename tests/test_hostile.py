@@ -239,6 +239,19 @@ def test_a_stalled_server_fails_at_the_read_timeout(case: str, attempts: int) ->
     print(f"\n{case}, read_timeout=1, {attempts} attempt(s): failed after {took:.2f} s")
 
 
+def test_a_tls_handshake_that_stalls_gets_the_connect_timeout_not_the_read_timeout() -> None:
+    # the read timeout starts once connected: a slow handshake has connect_timeout
+    with RawServer(b"") as server:
+        c = _s3.Client("b", endpoint_url=server.endpoint.replace("http:", "https:"),
+                       access_key="a", secret_key="b", max_attempts=1, connect_timeout=2.5,
+                       read_timeout=1)
+        started = time.monotonic()
+        with pytest.raises(_s3.S3Error) as info:
+            c.get_object("k")
+        took = time.monotonic() - started
+    assert info.value.code == "Timeout" and 2.4 <= took < 3.5
+
+
 def test_a_reader_that_waits_longer_than_the_read_timeout_is_not_a_stall() -> None:
     # the transfer is paused by the reader, not stalled by the server
     data = os.urandom(8 * 1024 * 1024)
@@ -309,6 +322,33 @@ def test_hostile_xml_is_a_clean_error(doc: bytes, where: str) -> None:
     assert info.value.status == status
     if where != "error document":
         assert info.value.code == "InvalidReply"
+
+
+INITIATED = b"<InitiateMultipartUploadResult><UploadId>UP1</UploadId></InitiateMultipartUploadResult>"
+
+
+@pytest.mark.parametrize("doc", [BILLION_LAUGHS, XXE, DEEP], ids=["entities", "xxe", "deep"])
+@pytest.mark.parametrize("stage", ["initiate", "complete"])
+def test_hostile_xml_in_a_multipart_upload_is_a_clean_error_and_no_orphan(
+        stage: str, doc: bytes) -> None:
+    def script(method: str, path: str) -> Reply:
+        if method == "POST" and path.endswith("?uploads"):
+            return Reply(200, doc.replace(b"ROOT", b"InitiateMultipartUploadResult")
+                         if stage == "initiate" else INITIATED)
+        if method == "POST":
+            return Reply(200, doc.replace(b"ROOT", b"CompleteMultipartUploadResult"))
+        return Reply(204 if method == "DELETE" else 200, b"", {"ETag": '"e"'})
+
+    with Fake(script) as fake:
+        with pytest.raises(_s3.S3Error) as info:
+            with fake_client(fake).writer("k", part_size=5 << 20, threshold=5 << 20) as w:
+                w.write(b"x" * (6 << 20))
+    assert info.value.code == "InvalidReply" and "root:" not in str(info.value)
+    sent = [(m, p.split("?")[1].split("&")[0]) for m, p, _ in fake.requests]
+    if stage == "initiate":
+        assert sent == [("POST", "uploads")]
+    else:   # the upload it began is aborted
+        assert sent[-2:] == [("POST", "uploadId=UP1"), ("DELETE", "uploadId=UP1")]
 
 
 def test_listing_pages_are_bounded_but_a_full_page_of_the_longest_keys_fits() -> None:
