@@ -151,9 +151,12 @@ def test_a_truncated_page_without_a_token_is_an_error_of_the_client_too() -> Non
 class RawServer:
     """A server on 127.0.0.1 that reads each request (headers and body), sends
     `reply` (maybe a partial one) and then stalls until stopped, or closes the
-    connection when `close`. It counts the requests it read."""
+    connection when `close`. `reply` may be a function of the request line instead:
+    its reply is sent and the connection kept for the next, or None: a stall. It
+    counts the requests it read."""
 
-    def __init__(self, reply: bytes = b"", close: bool = False) -> None:
+    def __init__(self, reply: bytes | Callable[[bytes], bytes | None] = b"",
+                 close: bool = False) -> None:
         self.reply, self.close = reply, close
         self.requests = 0
         self.stopping = threading.Event()
@@ -190,10 +193,14 @@ class RawServer:
                     while len(body) < length:
                         body += conn.recv(65536)
                     self.requests += 1
-                    conn.sendall(self.reply)
+                    out = self.reply(head.split(b"\r\n")[0]) if callable(self.reply) \
+                        else self.reply
+                    if out is not None:
+                        conn.sendall(out)
                     if self.close:
                         return
-                    self.stopping.wait(30)   # the stall
+                    if out is None or not callable(self.reply):
+                        self.stopping.wait(30)   # the stall
             except OSError:
                 return
 
@@ -237,6 +244,32 @@ def test_a_stalled_server_fails_at_the_read_timeout(case: str, attempts: int) ->
     # the retry waits at most 50 ms
     assert attempts * 1.0 - 0.05 <= took < attempts * 1.6
     print(f"\n{case}, read_timeout=1, {attempts} attempt(s): failed after {took:.2f} s")
+
+
+def test_a_multipart_upload_whose_parts_stall_fails_at_the_read_timeout_and_aborts() -> None:
+    initiated = (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(INITIATED)
+                 + INITIATED)
+    lines: list[tuple[bytes, bytes]] = []
+
+    def route(line: bytes) -> bytes | None:
+        method, target, _ = line.split(b" ")
+        lines.append((method, target.split(b"?")[1].split(b"=")[0]))
+        if line.startswith(b"POST"):
+            return initiated
+        if line.startswith(b"DELETE"):
+            return b"HTTP/1.1 204 No Content\r\n\r\n"
+        return None                                     # the parts stall
+
+    with RawServer(route) as server:
+        started = time.monotonic()
+        with pytest.raises(_s3.S3Error) as info:
+            with fake_client(server, read_timeout=1).writer(
+                    "k", part_size=5 << 20, threshold=5 << 20) as w:
+                w.write(b"x" * (6 << 20))
+        took = time.monotonic() - started
+    assert info.value.code == "Timeout" and 0.95 <= took < 1.6     # it was 6.3 s
+    assert lines[0] == (b"POST", b"uploads") and lines[-1] == (b"DELETE", b"uploadId")
+    assert lines[1:-1] == [(b"PUT", b"partNumber")] * 2
 
 
 def test_a_tls_handshake_that_stalls_gets_the_connect_timeout_not_the_read_timeout() -> None:
