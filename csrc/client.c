@@ -25,6 +25,9 @@
 
 /* ---- construction -------------------------------------------------------- */
 
+#define CLIENT_BUCKET_MAX 255     /* bytes of a bucket name */
+#define CLIENT_ENDPOINT_MAX 2048  /* bytes of an endpoint URL: it makes every URL and Host */
+
 static char *
 dup_str(const char *s)
 {
@@ -144,6 +147,8 @@ proxy_valid(const char *p)
     long port;
     char *stop;
 
+    if (strlen(p) > CLIENT_ENDPOINT_MAX)
+        return 0;
     for (i = 0; p[i]; i++)
         if ((unsigned char)p[i] <= 0x20 || p[i] == 0x7f)
             return 0;
@@ -251,9 +256,12 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
         rc = -1;
         region = region_default;
     }
-    if (bucket[0] == '\0' || strchr(bucket, '/') || !printable_token(bucket)) {
-        PyErr_SetString(PyExc_ValueError, "bucket must be a bucket name, without '/', spaces "
-                        "or control characters");
+    /* 255: S3's oldest (us-east-1) bucket names; today's stop at 63. The name goes
+     * into the path or the Host header of every request. */
+    if (bucket[0] == '\0' || strlen(bucket) > CLIENT_BUCKET_MAX || strchr(bucket, '/') ||
+        !printable_token(bucket)) {
+        PyErr_SetString(PyExc_ValueError, "bucket must be a bucket name of 1 to 255 "
+                        "characters, without '/', spaces or control characters");
         return -1;
     }
     if (region[0] == '\0')
@@ -295,8 +303,8 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
     if (proxy && !proxy_valid(proxy)) {
         /* not echoed: it may hold user:password@ */
         PyErr_SetString(PyExc_ValueError,
-                        "proxy must be http(s)://host:port (credentials as "
-                        "http://user:password@host:port)");
+                        "proxy must be http(s)://host:port of at most 2048 characters "
+                        "(credentials as http://user:password@host:port)");
         return -1;
     }
     if (agent && (agent[0] == '\0' || strlen(agent) > 256 ||
@@ -307,20 +315,24 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
         return -1;
     }
     if (endpoint) {
-        if (!printable_token(endpoint) || endpoint_copy(&b, endpoint) < 0) {
+        if (strlen(endpoint) > CLIENT_ENDPOINT_MAX || !printable_token(endpoint) ||
+            endpoint_copy(&b, endpoint) < 0) {
             /* not echoed: it may hold user:password@ */
             PyErr_SetString(PyExc_ValueError,
-                            "endpoint_url must be http(s)://host[:port], without credentials, "
-                            "a query, spaces or control characters");
+                            "endpoint_url must be http(s)://host[:port] of at most 2048 "
+                            "characters, without credentials, a query, spaces or control "
+                            "characters");
             return -1;
         }
     } else if (buf_printf(&b, "https://s3.%s.amazonaws.com", region) < 0) {
         goto done;
     }
-    if (public_endpoint && public_endpoint[0] && endpoint_copy(&pub, public_endpoint) < 0) {
+    if (public_endpoint && public_endpoint[0] &&
+        (strlen(public_endpoint) > CLIENT_ENDPOINT_MAX ||
+         endpoint_copy(&pub, public_endpoint) < 0)) {
         PyErr_SetString(PyExc_ValueError,
-                        "public_endpoint_url must be http(s)://host[:port], without "
-                        "credentials or a query");
+                        "public_endpoint_url must be http(s)://host[:port] of at most 2048 "
+                        "characters, without credentials or a query");
         goto done;
     }
     if (agent == NULL && buf_printf(&ua, "django-s3-storage libcurl/%s",
@@ -914,6 +926,13 @@ client_list_objects(PyObject *self_, PyObject *args, PyObject *kw)
     }
     if (call_perform(&k) < 0)
         goto done;
+    if (k.list.is_truncated && (!k.list.has_next_token || k.list.next_token.len == 0)) {
+        /* a caller that stopped here would take a part of the listing for all of it */
+        s3_raise(self->st, (int)k.req.status, "InvalidReply",
+                 "the listing says IsTruncated but gives no NextContinuationToken",
+                 NULL, self->bucket, NULL);
+        goto done;
+    }
     res = list_result(&k);
 done:
     buf_free(&q);

@@ -20,7 +20,7 @@
 #define READER_MAX_BUFFER (1 << 30)
 #define READER_GZ_SLICE 4096   /* stored bytes inflated at a time: bounds one step's output */
 #define READER_POLL_MS 1000
-#define READER_RESERVE_MAX (64 << 20)   /* the most a decoded read() reserves on a claim */
+#define READER_RESERVE_MAX (64 << 20)   /* the most a read() reserves on a claim */
 
 enum { MD5_NONE, MD5_RUNNING, MD5_GOOD, MD5_BAD };
 enum { DRIVE_OK, DRIVE_AGAIN, DRIVE_FAIL };
@@ -727,9 +727,9 @@ reader_enter(Reader *r)
 }
 
 /* Up to `limit` bytes at pos (fewer only at the end). Memory follows what comes,
- * not `limit`: the stored length bounds a raw read exactly; a decoded one starts
- * from the uncompressed size the object claims (which may be wrong: at most
- * READER_RESERVE_MAX of it is taken on trust) and grows. */
+ * not `limit`: a read starts from the size the reply claims (its Content-Length,
+ * or the uncompressed size of a decoded one), but the server may lie: at most
+ * READER_RESERVE_MAX of it is taken on trust, and the buffer grows from there. */
 static PyObject *
 reader_read_upto(Reader *r, Py_ssize_t limit)
 {
@@ -747,7 +747,7 @@ reader_read_upto(Reader *r, Py_ssize_t limit)
         cap = (Py_ssize_t)left + 1 < limit ? (Py_ssize_t)left + 1 : limit;
     else
         cap = (Py_ssize_t)r->buffer_size < limit ? (Py_ssize_t)r->buffer_size : limit;
-    if (r->decompressing && cap > READER_RESERVE_MAX)
+    if (cap > READER_RESERVE_MAX)
         cap = READER_RESERVE_MAX;
     out = PyBytes_FromStringAndSize(NULL, cap);
     if (out == NULL)

@@ -260,6 +260,11 @@ sink_list(void *ud, const char *p, size_t n)
 {
     s3_call *k = ud;
 
+    k->out_total += n;
+    if (k->out_total > CALL_MAX_LIST_REPLY) {
+        k->sink_error = "the listing page is over 8 MiB";
+        return -1;
+    }
     if (xml_sax_feed(&k->list.sax, p, n) < 0) {
         k->sink_error = k->list.sax.error;
         return -1;

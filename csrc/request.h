@@ -19,6 +19,8 @@ enum { SINK_BUFFER, SINK_LIST, SINK_BODY };
 
 #define CALL_MAX_HEADERS 40
 #define CALL_MAX_HEADER_VALUE 8192   /* bytes; servers refuse far less in total */
+/* bytes of one listing page: 1,000 keys of 1,024 bytes, percent-encoded, fit twice */
+#define CALL_MAX_LIST_REPLY (8 << 20)
 #define CALL_MAX_METADATA 2048       /* S3: names and values of x-amz-meta-* together */
 
 typedef struct {

@@ -1,6 +1,7 @@
 #include "transfer.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -232,11 +233,61 @@ xfer_multi_give(xfer_pool *p, CURLM *m)
         curl_multi_cleanup(m);   /* closes the connection it kept */
 }
 
+static double
+now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The read timeout: a transfer fails when no byte moved either way (headers,
+ * body up or down) for read_timeout_s. libcurl's own low-speed check averages
+ * over its last 5 s, so after an upload it would fire about 5 s late. A
+ * transfer our sink paused is waiting on its reader, not on the server. */
+static int
+on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+            curl_off_t ulnow)
+{
+    xfer_request *r = ud;
+    double now = now_s();
+
+    (void)dltotal; (void)ultotal;
+    if (!r->connected || r->paused || dlnow + ulnow != r->moved) {
+        r->moved = dlnow + ulnow;
+        r->last_move = now;
+        return 0;
+    }
+    if (now - r->last_move >= (double)r->stall_limit_s) {
+        r->stalled = 1;
+        return 1;
+    }
+    return 0;
+}
+
+#if LIBCURL_VERSION_NUM >= 0x075000
+/* Connected (or reusing a connection): the connect timeout's part is over, the
+ * read timeout's begins. */
+static int
+on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+    xfer_request *r = ud;
+
+    (void)primary_ip; (void)local_ip; (void)primary_port; (void)local_port;
+    r->connected = 1;
+    r->last_move = now_s();
+    return CURL_PREREQFUNC_OK;
+}
+#endif
+
 static size_t
 on_header(char *p, size_t size, size_t n, void *ud)
 {
     xfer_request *r = ud;
     size_t len = size * n, l = len;
+
+    r->last_move = now_s();
 
     while (l > 0 && (p[l - 1] == '\n' || p[l - 1] == '\r'))
         l--;
@@ -260,6 +311,7 @@ on_body(char *p, size_t size, size_t n, void *ud)
     xfer_request *r = ud;
     size_t len = size * n;
 
+    r->last_move = now_s();
     if (r->status >= 200 && r->status < 300) {
         if (r->sink) {
             int rc = r->sink(r->sink_ud, p, len);
@@ -267,6 +319,7 @@ on_body(char *p, size_t size, size_t n, void *ud)
                 r->sink_failed = 1;
                 return 0;
             }
+            r->paused = rc > 0;
             return rc > 0 ? CURL_WRITEFUNC_PAUSE : len;
         }
         if (len > XFER_REPLY_BODY_MAX - r->body_out.len) {
@@ -319,6 +372,12 @@ xfer_setup(CURL *h, const xfer_opts *o, xfer_request *r)
     r->errbuf[0] = '\0';
     r->sink_failed = 0;
     r->body_pos = 0;
+    r->last_move = now_s();
+    r->moved = 0;
+    r->stall_limit_s = o->read_timeout_s;
+    r->connected = LIBCURL_VERSION_NUM < 0x075000;   /* no PREREQFUNCTION: watch it all */
+    r->paused = 0;
+    r->stalled = 0;
     buf_clear(&r->head);
     buf_clear(&r->body_out);
     /* the method: undo whatever the handle's previous request set */
@@ -352,8 +411,16 @@ xfer_setup(CURL *h, const xfer_opts *o, xfer_request *r)
     curl_easy_setopt(h, CURLOPT_PRIVATE, r);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->errbuf);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, o->read_timeout_s);
+    /* no CURLOPT_LOW_SPEED_*: on_progress keeps the read timeout to the second */
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 0L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, r);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+#if LIBCURL_VERSION_NUM >= 0x075000
+    curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(h, CURLOPT_PREREQDATA, r);
+#endif
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, o->verify ? 1L : 0L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o->verify ? 2L : 0L);
     /* only when given: a NULL would also drop libcurl's built-in CA bundle */
@@ -372,7 +439,18 @@ xfer_finish(CURL *h, xfer_request *r, CURLcode rc)
     curl_easy_setopt(h, CURLOPT_WRITEDATA, NULL);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, NULL);
     curl_easy_setopt(h, CURLOPT_SEEKDATA, NULL);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, NULL);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075000
+    curl_easy_setopt(h, CURLOPT_PREREQDATA, NULL);
+#endif
     curl_easy_setopt(h, CURLOPT_PRIVATE, NULL);
+    if (r->stalled && r->curl_rc == CURLE_ABORTED_BY_CALLBACK) {
+        /* a timeout like libcurl's own: retried, and reported as a Timeout */
+        r->curl_rc = CURLE_OPERATION_TIMEDOUT;
+        snprintf(r->errbuf, sizeof(r->errbuf),
+                 "no data moved for %ld s (the read timeout)", r->stall_limit_s);
+    }
     if (r->curl_rc != CURLE_OK) {
         if (r->errbuf[0] == '\0') {
             strncpy(r->errbuf, curl_easy_strerror(r->curl_rc), sizeof(r->errbuf) - 1);

@@ -71,6 +71,14 @@ typedef struct {
     char errbuf[CURL_ERROR_SIZE];
     int sink_failed;
     size_t body_pos;
+    /* the read timeout's watch: when a byte last moved either way (monotonic
+     * seconds), the body bytes counted then, and whether the sink paused us */
+    double last_move;
+    curl_off_t moved;
+    long stall_limit_s;
+    int connected;                 /* the connect timeout's phase is over */
+    int paused;
+    int stalled;
 } xfer_request;
 
 int xfer_global_init(void);                       /* once, at module exec */

@@ -278,6 +278,11 @@ list_end(xml_sax *x)
         }
         return 0;
     }
+    if ((xml_at(x, 2, P_CONTENTS) || xml_at(x, 3, P_PREFIX)) &&
+        l->nobjects + l->nprefixes >= XML_MAX_LIST_ENTRIES) {
+        x->error = "the listing page holds more than 10000 keys and prefixes";
+        return -1;
+    }
     if (xml_at(x, 2, P_CONTENTS)) {
         if (grow((void **)&l->objects, &l->cap_objects, l->nobjects, sizeof(xml_object)) < 0)
             return -1;

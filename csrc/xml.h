@@ -13,6 +13,7 @@
 #define XML_MAX_DEPTH 8          /* element names kept; deeper ones are only counted */
 #define XML_MAX_TEXT (1 << 20)   /* the longest text one element may carry */
 #define XML_MAX_NESTING 64       /* S3 replies nest 3 deep; more is refused */
+#define XML_MAX_LIST_ENTRIES 10000 /* keys and prefixes of a page: S3 sends 1,000 at most */
 
 typedef struct xml_sax xml_sax;
 /* Called at the end of each element; x->text holds its text. Return -1 to stop. */

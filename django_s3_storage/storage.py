@@ -70,8 +70,15 @@ _CANNED_ACLS = ("private", "public-read", "public-read-write", "authenticated-re
 # metadata in US-ASCII only.
 _NOT_HEADER_TEXT = re.compile(r"[^\x20-\x7e]")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+# A lone surrogate (from os.fsdecode of a non-UTF-8 file name, say) has no UTF-8.
+_SURROGATES = re.compile("[\ud800-\udfff]")
 _HEADER_VALUE_MAX = 8192     # bytes per value; the C client refuses more too
+_CONTENT_TYPE_MAX = 255      # RFC 6838: 127 each for type and subtype, and parameters
 _METADATA_MAX = 2048         # S3: names and values of user metadata together
+# Listings: AWS's, RGW's (the last key) and MinIO's continuation tokens stay far
+# below this; S3 may return empty pages (delete markers), but not without end.
+_LIST_TOKEN_MAX = 4096
+_LIST_EMPTY_PAGES_MAX = 1000
 _METADATA_NAME = re.compile(r"[A-Za-z0-9._-]+\Z")
 _REGION = re.compile(r"[A-Za-z0-9._-]{1,63}\Z")   # the C Client keeps < 64
 # save() with AWS_S3_FILE_OVERWRITE = False: the names tried when each one is taken
@@ -139,7 +146,8 @@ def _network_options(s: SimpleNamespace, suffix: str) -> dict[str, Any]:
     if proxy is not None:
         if not _proxy_ok(proxy):
             raise bad("AWS_S3_PROXY", "must be a URL like http://host:port (with credentials: "
-                      "http://user:password@host:port), or '' for none.")
+                      "http://user:password@host:port) of at most 2048 characters, or '' "
+                      "for none.")
     options["proxy"] = proxy
 
     public = s.AWS_S3_PUBLIC_ENDPOINT_URL or None
@@ -155,7 +163,7 @@ def _network_options(s: SimpleNamespace, suffix: str) -> dict[str, Any]:
 
 
 def _proxy_ok(proxy: Any) -> bool:
-    m = _PROXY_RE.fullmatch(proxy) if isinstance(proxy, str) else None
+    m = _PROXY_RE.fullmatch(proxy) if isinstance(proxy, str) and len(proxy) <= 2048 else None
     return m is not None and 1 <= int(m.group(1)) <= 65535 and \
         not any(ord(c) < 0x21 or ord(c) == 0x7f for c in proxy)
 
@@ -365,16 +373,20 @@ class S3Storage(Storage):
                 refuse(key, f"= {value!r} is not a region name such as 'us-east-1'")
             if key == "AWS_ACCESS_KEY_ID" and ("/" in value or "," in value):
                 refuse(key, "holds '/' or ',', which break the credential scope")
-        for key in ("AWS_S3_BUCKET_NAME", "AWS_S3_ENDPOINT_URL"):
+        for key, limit in (("AWS_S3_BUCKET_NAME", 255), ("AWS_S3_ENDPOINT_URL", 2048)):
             value = getattr(s, key)
             if value:
-                problem = _header_problem(str(value), 2048, secret=True, spaces=False)
+                problem = _header_problem(str(value), limit, secret=True, spaces=False)
                 if problem:
                     refuse(key + sfx, problem)
         bad = _CONTROL_CHARS.search(s.AWS_S3_KEY_PREFIX or "")
         if bad:
             refuse("AWS_S3_KEY_PREFIX" + sfx, f"holds a control character ({bad.group()!r}); "
                    "names with control characters are refused")
+        bad = _SURROGATES.search(s.AWS_S3_KEY_PREFIX or "")
+        if bad:
+            refuse("AWS_S3_KEY_PREFIX" + sfx, f"holds a lone surrogate ({bad.group()!r}), "
+                   "which UTF-8 cannot encode")
         acl = s.AWS_S3_ACL
         if acl is not None and acl != "auto" and acl not in _CANNED_ACLS:
             refuse("AWS_S3_ACL" + sfx, f"= {acl!r} is not supported: use 'auto' (private with "
@@ -458,6 +470,11 @@ class S3Storage(Storage):
             raise SuspiciousFileOperation(
                 f"The name {name!r} holds a control character ({bad.group()!r}); "
                 "such names are refused.")
+        bad = _SURROGATES.search(name)
+        if bad:
+            raise SuspiciousFileOperation(
+                f"The name {name!r} holds a lone surrogate ({bad.group()!r}), which UTF-8 "
+                "cannot encode; such names are refused.")
         name = name.lstrip("/")
         key = posixpath.normpath(posixpath.join(self._prefix, name)) if name else self._prefix
         if key == ".":
@@ -610,8 +627,12 @@ class S3Storage(Storage):
         # (post-processing, the manifest) overwrites, as it always did
         conditional = saving is not None and not s.AWS_S3_FILE_OVERWRITE
         asked, max_length = saving if saving is not None else (name, None)
-        # the type the browser sent with an upload wins over the guess from the name
-        content_type = getattr(content, "content_type", None) or self._content_type(name)
+        # the type the browser sent with an upload wins over the guess from the name,
+        # unless it cannot go into a header (a hostile client chose it)
+        content_type = getattr(content, "content_type", None)
+        if not isinstance(content_type, str) or not content_type or \
+                _header_problem(content_type, _CONTENT_TYPE_MAX) is not None:
+            content_type = self._content_type(name)
         source, spool, copy = content, None, None
         gzip_size = None
         if s.AWS_S3_GZIP and self._compressible(content_type):
@@ -715,14 +736,52 @@ class S3Storage(Storage):
         return bool(page["Contents"] or page["CommonPrefixes"])
 
     def _iter_pages(self, prefix: str | None, delimiter: str | None) -> Iterator[dict[str, Any]]:
+        """The listing's pages. Tokens are opaque, but a server whose listing does
+        not advance (a token seen before, a page the same as the one before, a
+        token that keeps growing, empty pages without end) would be followed for
+        ever: that is an S3Error after a bounded number of requests."""
         token = None
+        seen: set[int] = set()      # hashes: a bucket of many pages stays small here
+        last: tuple[Any, ...] | None = None
+        empty = 0
         while True:
             page = self._client.list_objects(prefix=prefix, delimiter=delimiter,
                                              continuation_token=token)
-            yield page
+            contents, prefixes = page["Contents"], page["CommonPrefixes"]
+            here = (len(contents), len(prefixes), contents[0][0] if contents else None,
+                    contents[-1][0] if contents else None, prefixes[0] if prefixes else None,
+                    prefixes[-1] if prefixes else None)
+            if last is not None and here == last and (contents or prefixes):
+                raise self._listing_error(prefix, "returned the same page twice in a row")
+            last = here
+            empty = 0 if contents or prefixes else empty + 1
             token = page["NextContinuationToken"]
-            if not page["IsTruncated"] or not token:
+            if page["IsTruncated"]:
+                if not token:
+                    raise self._listing_error(prefix, "is truncated but gives no "
+                                              "NextContinuationToken")
+                if len(token) > _LIST_TOKEN_MAX:
+                    raise self._listing_error(prefix, f"gave a continuation token of "
+                                              f"{len(token)} characters (at most "
+                                              f"{_LIST_TOKEN_MAX} are followed)")
+                if hash(token) in seen:
+                    raise self._listing_error(prefix, "gave a continuation token it gave "
+                                              "before: it would never end")
+                if empty > _LIST_EMPTY_PAGES_MAX:
+                    raise self._listing_error(prefix, f"gave {empty} empty pages in a row "
+                                              "without an end")
+                seen.add(hash(token))
+            yield page
+            if not page["IsTruncated"]:
                 return
+
+    def _listing_error(self, prefix: str | None, problem: str) -> OSError:
+        """An S3Error like the C client's for a reply that cannot be right."""
+        message = f"the listing of {prefix or '/'!r} {problem}"
+        error = _s3.S3Error(f"InvalidReply (HTTP 200): {message}")
+        error.code, error.status, error.message = "InvalidReply", 200, message
+        error.request_id, error.bucket, error.key = None, self.settings.AWS_S3_BUCKET_NAME, prefix
+        return error
 
     def listdir(self, path: str) -> tuple[list[str], list[str]]:
         key = self._get_key_name(path)
