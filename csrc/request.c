@@ -467,6 +467,7 @@ build_headers(s3_call *k, const char *payload_hash)
     sigv4_url u;
     buf_t host = BUF_INIT, auth = BUF_INIT;
     struct curl_slist *l = NULL;
+    const char *sig;
     size_t nh = 0;
     int i, failed = 0;
 
@@ -509,6 +510,9 @@ build_headers(s3_call *k, const char *payload_hash)
         if (cr->session_token)
             l = slist_add(l, "x-amz-security-token", cr->session_token, &failed);
         l = slist_add(l, "Authorization", auth.data, &failed);
+        sig = strstr(auth.data, "Signature=");
+        if (sig)
+            snprintf(k->signature, sizeof(k->signature), "%s", sig + 10);
     }
     if (failed)
         goto fail;
@@ -708,6 +712,22 @@ status_code_name(long status)
     }
 }
 
+#define LEAK_TEXT "(the server's text is not shown: it repeats a secret of the request)"
+
+/* Whether a server's text repeats the secret key, the session token or the
+ * signature this call was sent with: a server or proxy that echoes the request
+ * (its headers) in an error document would put them in messages and logs. */
+static int
+call_text_leaks(const s3_call *k, const char *text)
+{
+    if (text == NULL || text[0] == '\0')
+        return 0;
+    if (k->creds && (cred_text_repeats(text, k->creds->secret_key) ||
+                     cred_text_repeats(text, k->creds->session_token)))
+        return 1;
+    return cred_text_repeats(text, k->signature);
+}
+
 /* With the GIL: turns a failed call into the exception it deserves. */
 PyObject *
 call_raise(s3_call *k)
@@ -750,10 +770,13 @@ call_raise(s3_call *k)
         memcpy(reqid, h, len);
         reqid[len] = '\0';
     }
+    if (call_text_leaks(k, reqid))
+        reqid[0] = '\0';
     if (k->have_reply && k->reply.code[0]) {
-        code = k->reply.code;
-        msg = k->reply.message;
-        if (k->reply.request_id[0])
+        code = call_text_leaks(k, k->reply.code) ? status_code_name(k->req.status)
+                                                 : k->reply.code;
+        msg = call_text_leaks(k, k->reply.message) ? LEAK_TEXT : k->reply.message;
+        if (k->reply.request_id[0] && !call_text_leaks(k, k->reply.request_id))
             return s3_raise(st, (int)k->req.status, code, msg, k->reply.request_id, c->bucket,
                             k->key);
     } else {
