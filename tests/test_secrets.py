@@ -538,3 +538,71 @@ def test_presigned_urls_carry_the_token_and_never_the_secret(watch: Watch) -> No
         for form in forms(secret):
             assert form not in static
     watch.add("url", "")   # the watch checks the log records made meanwhile
+
+
+def echo_proxy_authorization(seen: Seen) -> Reply:
+    echoed = html_lib.escape(header(seen, "Proxy-Authorization"))
+    return Reply(403, (f"<Error><Code>AccessDenied</Code><Message>{echoed}</Message>"
+                       f"<RequestId>{echoed}</RequestId></Error>").encode())
+
+
+@pytest.mark.parametrize("echo", [echoing(403), echo_proxy_authorization])
+@pytest.mark.parametrize("anonymous", [False, True])
+def test_a_proxy_that_echoes_the_request_in_its_errors(
+        watch: Watch, echo: Callable[[Seen], Reply], anonymous: bool) -> None:
+    """A proxy sees Proxy-Authorization (the password, base64) and the signed headers;
+    an error document that repeats them shows none of them."""
+    with ScriptedServer(echo, timeout=5) as proxy:
+        proxy_url = proxy.endpoint.replace("http://", f"http://user:{PROXY_PASSWORD}@")
+        storage = storage_on("http://127.0.0.1:1", aws_s3_proxy=proxy_url,
+                             aws_s3_anonymous=anonymous)
+        drive(watch, storage, "echoing proxy")
+        watch.signatures_of(proxy.seen)
+    assert header(proxy.seen[0], "Proxy-Authorization") == "Basic " + base64.b64encode(
+        f"user:{PROXY_PASSWORD}".encode()).decode()
+
+
+def test_the_watch_finds_a_secret() -> None:
+    """The searching itself: a text with a secret, or half of one, quoted or not,
+    fails the check."""
+    for text in (SECRET, "x" + TOKEN[:len(TOKEN) // 2 + 1], quote("/" + PROXY_PASSWORD),
+                 html_lib.escape(f"'{WEB_TOKEN}'")):
+        w = Watch()
+        w.add("text", text)
+        with pytest.raises(pytest.fail.Exception, match="leaks, e.g."):
+            w.check([])
+    w = Watch()
+    w.add("clean", "AccessDenied (HTTP 403): Access Denied")
+    w.check([])
+
+
+def test_only_the_echo_is_hidden(watch: Watch) -> None:
+    """A server's own words stay; an echo of part of the token or the signature goes,
+    and a code that repeats one becomes the status's name."""
+    def script(seen: Seen) -> Reply:
+        token, auth = header(seen, "X-Amz-Security-Token"), header(seen, "Authorization")
+        sig = auth.rsplit("Signature=", 1)[1]
+        if seen.path.endswith("/plain"):
+            doc = "<Code>AccessDenied</Code><Message>Access Denied</Message>" \
+                  "<RequestId>REQ123</RequestId>"
+        elif seen.path.endswith("/part"):
+            doc = f"<Code>AccessDenied</Code><Message>tok {token[5:25]}</Message>" \
+                  f"<RequestId>{sig[10:30]}</RequestId>"
+        else:
+            doc = f"<Code>{token}</Code><Message>{sig}</Message><RequestId>R</RequestId>"
+        return Reply(403, f"<Error>{doc}</Error>".encode())
+
+    with ScriptedServer(script, timeout=5) as server:
+        client = storage_on(server.endpoint)._client
+        plain = watch.fails("plain", lambda: client.get_object("plain"))
+        part = watch.fails("part", lambda: client.get_object("part"))
+        code = watch.fails("code", lambda: client.get_object("code"))
+        watch.signatures_of(server.seen)
+    assert isinstance(plain, _s3.S3Error) and isinstance(part, _s3.S3Error)
+    assert isinstance(code, _s3.S3Error)
+    assert (plain.code, plain.message, plain.request_id) == ("AccessDenied", "Access Denied",
+                                                            "REQ123")
+    assert part.code == "AccessDenied" and "not shown" in str(part.message)
+    assert not part.request_id
+    assert code.code == "AccessDenied" and code.status == 403   # the status's name
+    assert "not shown" in str(code.message) and code.request_id == "R"
