@@ -25,7 +25,7 @@ import html as html_lib
 import json
 import logging
 import socket
-import sys
+import struct
 import threading
 import traceback
 import uuid
@@ -42,7 +42,7 @@ from django.views.debug import ExceptionReporter
 from django_s3_storage import _s3
 from django_s3_storage.storage import S3Storage
 
-from cred_servers import Creds, CredServer, ImdsServer, StsServer, creds_json
+from cred_servers import Blackhole, Creds, CredServer, ImdsServer, StsServer, creds_json
 from servers import Reply, ScriptedServer, Seen, free_port
 
 
@@ -236,7 +236,7 @@ def test_a_dead_endpoint(watch: Watch) -> None:
     drive(watch, storage_on(f"http://127.0.0.1:{free_port()}"), "dead endpoint")
 
 
-def test_a_dead_proxy_with_a_password(watch: Watch, tmp_path: Path) -> None:
+def test_a_dead_proxy_with_a_password(watch: Watch) -> None:
     proxy = f"http://user:{PROXY_PASSWORD}@127.0.0.1:{free_port()}"
     storage = storage_on(f"http://127.0.0.1:{free_port()}", aws_s3_proxy=proxy)
     drive(watch, storage, "dead proxy", QUICK)
@@ -246,7 +246,7 @@ def test_a_dead_proxy_with_a_password(watch: Watch, tmp_path: Path) -> None:
 class _Resetter:
     """Reads a request's head, then resets the connection (SO_LINGER 0)."""
 
-    def __init__(self, timeout: float = 10) -> None:
+    def __init__(self) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
         self.endpoint = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
@@ -255,8 +255,6 @@ class _Resetter:
         self.thread.start()
 
     def _run(self) -> None:
-        import struct
-
         while self.running:
             try:
                 conn, _ = self.sock.accept()
@@ -280,8 +278,6 @@ class _Resetter:
 
 
 def test_resets_and_timeouts(watch: Watch) -> None:
-    from cred_servers import Blackhole
-
     with _Resetter() as resetter:
         drive(watch, storage_on(resetter.endpoint, aws_s3_max_attempts=2), "reset")
     with Blackhole() as hole:
