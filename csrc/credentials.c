@@ -824,6 +824,14 @@ shares_run(const char *text, const char *secret)
     return 0;
 }
 
+int
+cred_text_repeats(const char *text, const char *secret)
+{
+    if (text == NULL || secret == NULL || strlen(secret) < 8)
+        return 0;
+    return shares_run(text, secret);
+}
+
 /* A message from a server, safe to show: printable, short, and sharing no run
  * of bytes with any of the `nsecrets` secrets the request carried (NULL
  * entries are skipped). */

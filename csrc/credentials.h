@@ -126,4 +126,9 @@ int cred_default_region(const char *profile, buf_t *out, buf_t *err);
  * -1 with a message naming `what` (never the value). */
 int cred_check_value(int kind, const char *v, size_t n, const char *what, buf_t *err);
 
+/* Whether a server's `text` repeats `secret`, whole or 16 bytes of it in a row (a
+ * server or proxy that echoes the request back). Secrets shorter than 8 bytes,
+ * which no real key is and which would match every text, never match. Pure C. */
+int cred_text_repeats(const char *text, const char *secret);
+
 #endif

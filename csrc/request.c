@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "sigv4.h"
 
 
@@ -472,6 +474,7 @@ build_headers(s3_call *k, const char *payload_hash)
     sigv4_url u;
     buf_t host = BUF_INIT, auth = BUF_INIT;
     struct curl_slist *l = NULL;
+    const char *sig;
     size_t nh = 0;
     int i, failed = 0;
 
@@ -514,6 +517,9 @@ build_headers(s3_call *k, const char *payload_hash)
         if (cr->session_token)
             l = slist_add(l, "x-amz-security-token", cr->session_token, &failed);
         l = slist_add(l, "Authorization", auth.data, &failed);
+        sig = strstr(auth.data, "Signature=");
+        if (sig)
+            snprintf(k->signature, sizeof(k->signature), "%s", sig + 10);
     }
     if (failed)
         goto fail;
@@ -713,6 +719,56 @@ status_code_name(long status)
     }
 }
 
+#define LEAK_TEXT "(the server's text is not shown: it repeats a secret of the request)"
+
+/* The secrets AWS_S3_PROXY may hold: its password as given and percent-decoded,
+ * and the Basic credential libcurl sends (base64 of the decoded user:password). */
+static int
+proxy_secrets(const Client *c, buf_t *raw, buf_t *plain, buf_t *basic)
+{
+    const char *s = c->proxy ? strstr(c->proxy, "://") : NULL;
+    const char *at, *colon;
+    buf_t up = BUF_INIT;
+    int rc = -1;
+
+    if (s == NULL || (at = strchr(s + 3, '@')) == NULL)
+        return 0;
+    s += 3;
+    colon = memchr(s, ':', (size_t)(at - s));
+    if (colon == NULL)
+        colon = at;
+    if (buf_append_unescaped(&up, s, (size_t)(colon - s)) < 0 || buf_putc(&up, ':') < 0)
+        goto done;
+    if (colon < at && (buf_append(raw, colon + 1, (size_t)(at - colon - 1)) < 0 ||
+                       buf_append_unescaped(plain, colon + 1, (size_t)(at - colon - 1)) < 0 ||
+                       buf_append(&up, plain->data, plain->len) < 0))
+        goto done;
+    if (buf_reserve(basic, 4 * (up.len / 3 + 1) + 1) < 0)
+        goto done;
+    basic->len = (size_t)EVP_EncodeBlock((unsigned char *)basic->data,
+                                         (const unsigned char *)up.data, (int)up.len);
+    rc = 0;
+done:
+    buf_free_secure(&up);
+    return rc;
+}
+
+/* Whether a server's text repeats one of `secrets` (NULL entries skipped): a
+ * server or proxy that echoes the request (its headers) in an error document
+ * would put the token, the signature or the proxy's password in messages and logs. */
+static int
+call_text_leaks(const char *text, const char *const *secrets, size_t n)
+{
+    size_t i;
+
+    if (text == NULL || text[0] == '\0')
+        return 0;
+    for (i = 0; i < n; i++)
+        if (cred_text_repeats(text, secrets[i]))
+            return 1;
+    return 0;
+}
+
 /* With the GIL: turns a failed call into the exception it deserves. */
 PyObject *
 call_raise(s3_call *k)
@@ -723,7 +779,9 @@ call_raise(s3_call *k)
     const char *code, *msg;
     size_t len = 0;
     const char *h;
-    buf_t m = BUF_INIT;
+    buf_t m = BUF_INIT, praw = BUF_INIT, pplain = BUF_INIT, pbasic = BUF_INIT;
+    const char *secrets[6];
+    const char *rid = reqid;
     PyObject *res;
 
     if (k->local_error) {
@@ -755,17 +813,34 @@ call_raise(s3_call *k)
         memcpy(reqid, h, len);
         reqid[len] = '\0';
     }
+    if (proxy_secrets(c, &praw, &pplain, &pbasic) < 0) {
+        res = PyErr_NoMemory();
+        goto done;
+    }
+    secrets[0] = k->creds ? k->creds->secret_key : NULL;
+    secrets[1] = k->creds ? k->creds->session_token : NULL;
+    secrets[2] = k->signature;
+    secrets[3] = praw.data;
+    secrets[4] = pplain.data;
+    secrets[5] = pbasic.data;
+    if (call_text_leaks(reqid, secrets, 6))
+        reqid[0] = '\0';
     if (k->have_reply && k->reply.code[0]) {
-        code = k->reply.code;
-        msg = k->reply.message;
-        if (k->reply.request_id[0])
-            return s3_raise(st, (int)k->req.status, code, msg, k->reply.request_id, c->bucket,
-                            k->key);
+        code = call_text_leaks(k->reply.code, secrets, 6) ? status_code_name(k->req.status)
+                                                          : k->reply.code;
+        msg = call_text_leaks(k->reply.message, secrets, 6) ? LEAK_TEXT : k->reply.message;
+        if (k->reply.request_id[0] && !call_text_leaks(k->reply.request_id, secrets, 6))
+            rid = k->reply.request_id;
     } else {
         code = status_code_name(k->req.status);
         msg = NULL;
     }
-    return s3_raise(st, (int)k->req.status, code, msg, reqid, c->bucket, k->key);
+    res = s3_raise(st, (int)k->req.status, code, msg, rid, c->bucket, k->key);
+done:
+    buf_free_secure(&praw);
+    buf_free_secure(&pplain);
+    buf_free_secure(&pbasic);
+    return res;
 }
 
 int

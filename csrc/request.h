@@ -67,6 +67,7 @@ typedef struct {
     int creds_refused;               /* ExpiredToken and the like: renew, run again */
     int creds_retried;
     struct curl_slist *attempt_headers;  /* the signed headers of the attempt in flight */
+    char signature[65];              /* the last attempt's, kept out of error texts */
     char payload_hash[65];
 } s3_call;
 

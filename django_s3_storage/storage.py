@@ -281,6 +281,11 @@ class S3Storage(Storage):
     def __init__(self, **kwargs: Any) -> None:
         # rebound first: a traceback through here shows the keyword arguments masked
         kwargs = _MaskedKwargs(self.__dict__.pop("_s3_kwargs", {}), **kwargs)
+        # @deconstructible kept them in a plain dict, which a repr would show (no
+        # local holds that dict: the DEBUG page prints locals)
+        if "_constructor_args" in self.__dict__:
+            self._constructor_args = (self._constructor_args[0],
+                                      _MaskedKwargs(self._constructor_args[1]))
         for key in kwargs:
             upper = key.upper()
             if upper not in self.default_auth_settings and upper not in self.default_s3_settings:
