@@ -411,9 +411,12 @@ const char *
 xfer_header(const xfer_request *r, const char *name, size_t *len)
 {
     size_t nl = strlen(name);
-    const char *p = r->head.data, *end = p + r->head.len;
+    const char *p = r->head.data, *end;
 
-    while (p && p < end) {
+    if (p == NULL)
+        return NULL;   /* a reply without header lines (and NULL + 0 is undefined) */
+    end = p + r->head.len;
+    while (p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         if (eol == NULL)
             eol = end;
