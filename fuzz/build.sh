@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 CC=${FUZZ_CC:-clang}
-OUT=fuzz/build
+OUT=${FUZZ_OUT:-fuzz/build}
 mkdir -p "$OUT"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-function -Icsrc $(pkg-config --cflags libxml-2.0 libcurl)"
