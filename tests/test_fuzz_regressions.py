@@ -349,3 +349,11 @@ def test_credentials_replay(path: Path, tmp_path: Path, monkeypatch: pytest.Monk
         assert "SessionToken" in keys["error"] and "id" not in keys
     if kind in (3, 4, 5) and b"ASIAEXAMPLE" in body and b"2030-01-02T03:04:05" in body:
         assert keys["id"] == "ASIAEXAMPLE"
+
+
+@pytest.mark.parametrize("endpoint", ["http://:9000", "https://:443", "https://user@:443/"])
+def test_an_endpoint_with_a_port_but_no_host_is_refused_by_name(endpoint: str) -> None:
+    # what fuzz_sigv4 found reaches the settings too: before, such an endpoint was
+    # accepted and every request signed an empty Host
+    with pytest.raises(ValueError, match="endpoint_url"):
+        _s3.Client("b", endpoint_url=endpoint, **KEYS)
