@@ -1,7 +1,8 @@
 /* libFuzzer target: the ListBucketResult SAX parser (csrc/xml.c), fed in pieces
  * as curl's write callback feeds it. The first byte picks the piece size, so the
  * fuzzer also explores where the reply is cut. Checks that every string the
- * parser kept lies inside its arena. */
+ * parser kept lies inside its arena, and reads each LastModified as client.c
+ * does (xml_iso_epoch). */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -42,6 +43,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_str(&l, &l.objects[i].storage_class);
         if (l.objects[i].size < 0)
             abort();
+        (void)xml_iso_epoch((l.arena.data ? l.arena.data : "") + l.objects[i].last_modified.off,
+                            l.objects[i].last_modified.len);
     }
     for (i = 0; i < l.nprefixes; i++)
         check_str(&l, &l.prefixes[i]);

@@ -1,6 +1,7 @@
 /* libFuzzer target: the small S3 replies (csrc/xml.c): the Error document,
  * CopyObjectResult and CompleteMultipartUploadResult (xml_parse_reply) and
- * InitiateMultipartUploadResult (xml_parse_upload_id), on the same bytes. */
+ * InitiateMultipartUploadResult (xml_parse_upload_id), on the same bytes; and
+ * the LastModified time parser (xml_iso_epoch) on the reply's and on the bytes. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                !TERMINATED(r.request_id) || !TERMINATED(r.region) || !TERMINATED(r.endpoint) ||
                !TERMINATED(r.etag) || !TERMINATED(r.last_modified)) {
         abort();
+    } else {
+        (void)xml_iso_epoch(r.last_modified, strlen(r.last_modified));
     }
+    /* the time parser on raw bytes too: it is what turns them into a struct tm */
+    (void)xml_iso_epoch(p, size);
     error = NULL;
     if (xml_parse_upload_id(p, size, &id, &error) < 0) {
         if (error == NULL)

@@ -37,6 +37,7 @@ REGRESSIONS = ROOT / "tests" / "fuzz_regressions"
 TARGETS = ("xml_list", "xml_reply", "gzip", "sigv4", "headers", "credentials")
 KEYS = {"access_key": "AKIDEXAMPLE", "secret_key": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}
 BOUND_S = 10.0   # no replay may take longer than this
+MAX_EPOCH = 253402300800.0   # 10000-01-01: what a 4-digit year reaches
 
 
 def inputs(target: str) -> list[Path]:
@@ -62,7 +63,8 @@ def test_every_target_has_inputs_and_the_known_regressions_are_kept() -> None:
         assert (ROOT / "fuzz" / f"fuzz_{target}.c").is_file()
     kept = {p.parent.name + "/" + p.name for p in REGRESSIONS.glob("*/*")}
     assert {"headers/no-header-lines", "headers/status-line-without-end",
-            "sigv4/empty-host-after-default-port"} <= kept
+            "sigv4/empty-host-after-default-port", "xml_list/last-modified-out-of-range",
+            "xml_reply/last-modified-int-min-year"} <= kept
 
 
 # ---- through the harnesses ---------------------------------------------------
@@ -235,6 +237,9 @@ def test_list_replay(path: Path) -> None:
     if listing is not None:
         keys = [entry[0] for entry in listing["Contents"]]
         assert all(isinstance(k, str) for k in keys)
+        # LastModified in epoch seconds: a time out of range is no time (0.0), never
+        # a year 3e12 that datetime cannot hold
+        assert all(0.0 <= entry[3] < MAX_EPOCH for entry in listing["Contents"])
         if b"<EncodingType>url</EncodingType>" in doc and b"<Key>media/b%20c+d.txt" in doc:
             assert "media/b c d.txt" in keys
             assert listing["IsTruncated"] is True
@@ -271,6 +276,7 @@ def test_reply_replay(path: Path) -> None:
         else:
             assert not is_error, "an Error document with a 200 is a failure"
             assert isinstance(copied, dict)
+            assert 0.0 <= copied.get("LastModified", 0.0) < MAX_EPOCH
     with FakeS3(multipart_script(doc)) as fake:
         w = client(fake.endpoint).writer("k", threshold=0)
         try:
