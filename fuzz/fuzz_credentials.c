@@ -8,8 +8,9 @@
  *   4  the instance metadata JSON (set_from_json, Code Success)
  *   5  an STS reply, AssumeRole or AssumeRoleWithWebIdentity (sts_end)
  *   6  a time from any of them (parse_time)
- *   7  a server's message shown in an error (put_server_text) and the IMDS
- *      role name check (check_name) */
+ *   7  a server's message shown in an error (put_server_text), the IMDS role
+ *      name check (check_name), endpoints and regions from the environment
+ *      (check_endpoint, container_host_ok, region_ok) */
 #include "../csrc/credentials.c"
 
 #include <stdint.h>
@@ -134,6 +135,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         memmem(out.data, out.len, "FQoGZXIvYXdzE", 13)))
             abort();
         (void)check_name(&ch, s, 1, 128, "+=,.@_-", "the role");
+        /* endpoints from the environment: STS, instance metadata, the container */
+        buf_clear(&out);
+        if (check_endpoint(&ch, s, "AWS_ENDPOINT_URL_STS", &out) == 0) {
+            sigv4_url u;
+            if (sigv4_split_url(out.data, &u) < 0 || u.host_len == 0 || strchr(out.data, '@'))
+                abort();
+            for (i = 0; i < out.len; i++)
+                if ((unsigned char)out.data[i] <= 0x20 || (unsigned char)out.data[i] >= 0x7f)
+                    abort();
+        }
+        if (container_host_ok(s) && strncasecmp(s, "https://", 8) != 0 &&
+            strncasecmp(s, "http://", 7) != 0)
+            abort();
+        (void)region_ok(s);
         buf_free(&out);
         free(s);
         break;
