@@ -7,6 +7,9 @@
 #   make bench-large  the large-file benchmark against its peers on Ceph RGW
 #                     (bench/large.py; writes bench/results-large.json, bench/RESULTS.md)
 #
+#   make fuzz     each libFuzzer target of fuzz/ for FUZZ_SECONDS (60) seconds
+#   make fuzz-ci  all of them in about a minute
+#
 # Other targets: build, check (one quick pass in .venv), sanitize (ASan and UBSan over
 # the suite), valgrind (memcheck over the C-level tests), clean.
 
@@ -17,7 +20,7 @@ DEBS   := gcc make pkg-config libcurl4-openssl-dev libssl-dev zlib1g-dev libxml2
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check build deps sanitize valgrind clean bench-large
+.PHONY: demo test check build deps sanitize valgrind clean bench-large fuzz fuzz-ci fuzz-build
 
 deps:
 	@missing=""; for p in $(DEBS); do \
@@ -75,5 +78,19 @@ bench-large: build
 	VENV=$(VENV) bash bench/peers.sh
 	VENV=$(VENV) BENCH_COMMAND="make bench-large" $(PY) bench/large.py --rgw
 
+# libFuzzer comes with Debian's clang in libclang-rt-<version>-dev
+FUZZ_SECONDS ?= 60
+FUZZ_DEBS := clang libclang-rt-14-dev
+
+fuzz-build: deps
+	@$(MAKE) -s deps DEBS="$(FUZZ_DEBS)"
+	sh fuzz/build.sh
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) sh fuzz/run.sh
+
+fuzz-ci: fuzz-build
+	FUZZ_SECONDS=10 sh fuzz/run.sh
+
 clean:
-	rm -rf build dist *.egg-info django_s3_storage/*.so
+	rm -rf build dist *.egg-info django_s3_storage/*.so fuzz/build

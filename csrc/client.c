@@ -850,7 +850,7 @@ list_result(s3_call *k)
         PyObject *t = Py_BuildValue(
             "(NLNdN)", call_str_n(a + o->key.off, o->key.len), o->size,
             call_str_n(a + o->etag.off, o->etag.len),
-            call_iso_epoch(a + o->last_modified.off, o->last_modified.len),
+            xml_iso_epoch(a + o->last_modified.off, o->last_modified.len),
             call_str_n(a + o->storage_class.off, o->storage_class.len));
         if (t == NULL)
             goto fail;

@@ -1607,7 +1607,9 @@ loopback_v4(const char *h, size_t n)
                 return 0;
             i++;
         }
-        for (value = 0, digits = 0; i < n && h[i] >= '0' && h[i] <= '9'; i++, digits++)
+        /* a fourth digit is enough to refuse the part: value stays below 10,000 */
+        for (value = 0, digits = 0; i < n && digits <= 3 && h[i] >= '0' && h[i] <= '9';
+             i++, digits++)
             value = value * 10 + (h[i] - '0');
         if (digits == 0 || digits > 3 || value > 255 || (part == 0 && value != 127))
             return 0;

@@ -900,31 +900,6 @@ call_str_n(const char *p, size_t n)
     return PyUnicode_DecodeUTF8(p, (Py_ssize_t)n, "replace");
 }
 
-/* ISO 8601 as S3 writes it in listings, "2009-10-12T17:50:30.000Z", to epoch seconds. */
-double
-call_iso_epoch(const char *p, size_t n)
-{
-    char tmp[40];
-    struct tm tm;
-    int y, mo, d, h, mi;
-    double s;
-
-    if (n == 0 || n >= sizeof(tmp))
-        return 0.0;
-    memcpy(tmp, p, n);
-    tmp[n] = '\0';
-    memset(&tm, 0, sizeof(tm));
-    if (sscanf(tmp, "%d-%d-%dT%d:%d:%lf", &y, &mo, &d, &h, &mi, &s) != 6)
-        return 0.0;
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    tm.tm_sec = 0;
-    return (double)timegm(&tm) + s;
-}
-
 typedef struct {
     const char *header;
     const char *key;
@@ -1184,8 +1159,8 @@ call_etag_result(s3_call *k)
     if (k->have_reply && k->reply.etag[0]) {
         if (call_dict_set_take(d, "ETag", PyUnicode_FromString(k->reply.etag)) < 0 ||
             call_dict_set_take(d, "LastModified",
-                          PyFloat_FromDouble(call_iso_epoch(k->reply.last_modified,
-                                                       strlen(k->reply.last_modified)))) < 0) {
+                          PyFloat_FromDouble(xml_iso_epoch(k->reply.last_modified,
+                                                      strlen(k->reply.last_modified)))) < 0) {
             Py_DECREF(d);
             return NULL;
         }

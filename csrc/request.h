@@ -110,7 +110,6 @@ const char *call_key_utf8(PyObject *key, Py_ssize_t *n);
 /* ---- results, with the GIL ---- */
 int call_dict_set_take(PyObject *d, const char *name, PyObject *v);
 PyObject *call_str_n(const char *p, size_t n);
-double call_iso_epoch(const char *p, size_t n);
 /* A reply's headers as boto3's head_object gives them (ContentType, ETag, ...). */
 PyObject *call_head_dict(const xfer_request *r);
 /* {"ETag": ..., "LastModified": ...} of a PUT or a copy. */

@@ -41,6 +41,8 @@ sigv4_split_url(const char *url, sigv4_url *u)
         if (close && close + 1 < auth_end && close[1] == ':')
             colon = close + 1;
     }
+    if (colon == auth)
+        return -1;   /* a port without a host: "https://:443/" would sign an empty Host */
     if (colon) {
         n = (size_t)(auth_end - colon - 1);
         if ((u->scheme_len == 4 && n == 2 && memcmp(colon + 1, "80", 2) == 0) ||

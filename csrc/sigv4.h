@@ -58,7 +58,7 @@ typedef struct {
     const char *query; size_t query_len;   /* without '?' */
 } sigv4_url;
 
-int sigv4_split_url(const char *url, sigv4_url *out);           /* -1: not http(s) */
+int sigv4_split_url(const char *url, sigv4_url *out);   /* -1: not http(s), or no host */
 void sigv4_format_date(time_t t, char out[SIGV4_DATE_LEN + 1]);
 int sigv4_check_date(const char *s);                             /* -1 if malformed */
 void sigv4_cache_reset(sigv4_key_cache *cache);

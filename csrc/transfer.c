@@ -292,10 +292,15 @@ on_header(char *p, size_t size, size_t n, void *ud)
     while (l > 0 && (p[l - 1] == '\n' || p[l - 1] == '\r'))
         l--;
     if (l >= 5 && memcmp(p, "HTTP/", 5) == 0) {
-        /* a new response (after a 100 Continue or an interim reply) */
+        /* a new response (after a 100 Continue or an interim reply): its three
+         * digits, read inside the line (curl's is not NUL-terminated) */
         const char *sp = memchr(p, ' ', l);
+        size_t i = sp ? (size_t)(sp - p) + 1 : l, digits = 0;
+        long status = 0;
+        for (; i < l && digits < 3 && p[i] >= '0' && p[i] <= '9'; i++, digits++)
+            status = status * 10 + (p[i] - '0');
         buf_clear(&r->head);
-        r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+        r->status = digits == 3 && (i == l || p[i] == ' ') ? status : 0;
         return len;
     }
     if (l == 0)
@@ -489,9 +494,12 @@ const char *
 xfer_header(const xfer_request *r, const char *name, size_t *len)
 {
     size_t nl = strlen(name);
-    const char *p = r->head.data, *end = p + r->head.len;
+    const char *p = r->head.data, *end;
 
-    while (p && p < end) {
+    if (p == NULL)
+        return NULL;   /* a reply without header lines (and NULL + 0 is undefined) */
+    end = p + r->head.len;
+    while (p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         if (eol == NULL)
             eol = end;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libxml/parser.h>
 #include <libxml/xmlerror.h>
@@ -454,4 +455,48 @@ xml_parse_upload_id(const char *p, size_t n, buf_t *out, const char **error)
         return -1;
     }
     return 0;
+}
+
+/* ---- times ------------------------------------------------------------- */
+
+/* The value S3 writes in LastModified; what a server sends is parsed, so every
+ * field is checked (digits, in range) before it becomes a struct tm: sscanf's %d
+ * alone took "-2147483648" as a year, and y - 1900 overflowed. */
+double
+xml_iso_epoch(const char *p, size_t n)
+{
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+    struct tm tm;
+    double frac = 0.0, scale = 0.1;
+    size_t i;
+    int v[6], k;
+
+    if (n < sizeof(shape) - 1 || n > 40)
+        return 0.0;
+    for (i = 0; i < sizeof(shape) - 1; i++)
+        if (shape[i] == 'd' ? !(p[i] >= '0' && p[i] <= '9') : p[i] != shape[i])
+            return 0.0;
+    for (k = 0; k < 6; k++) {   /* at 0, 5, 8, 11, 14, 17: 4 digits, then 2 each */
+        size_t at = k == 0 ? 0 : 2 + 3 * (size_t)k, len = k == 0 ? 4 : 2;
+        v[k] = 0;
+        for (i = at; i < at + len; i++)
+            v[k] = v[k] * 10 + (p[i] - '0');
+    }
+    i = sizeof(shape) - 1;
+    if (i < n && p[i] == '.')
+        for (i++; i < n && p[i] >= '0' && p[i] <= '9'; i++, scale /= 10)
+            frac += (p[i] - '0') * scale;
+    if (i < n && p[i] == 'Z')
+        i++;
+    if (i != n || v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23 || v[4] > 59 ||
+        v[5] > 60)
+        return 0.0;
+    memset(&tm, 0, sizeof(tm));
+    tm.tm_year = v[0] - 1900;
+    tm.tm_mon = v[1] - 1;
+    tm.tm_mday = v[2];
+    tm.tm_hour = v[3];
+    tm.tm_min = v[4];
+    tm.tm_sec = v[5];
+    return (double)timegm(&tm) + frac;
 }

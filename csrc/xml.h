@@ -87,4 +87,8 @@ int xml_parse_reply(const char *p, size_t n, xml_reply *out, const char **error)
 #define XML_MAX_UPLOAD_ID 1024
 int xml_parse_upload_id(const char *p, size_t n, buf_t *out, const char **error);
 
+/* A time as S3 writes it in listings and copy results, "2009-10-12T17:50:30.000Z",
+ * in seconds since the epoch; 0.0 when it is not one. */
+double xml_iso_epoch(const char *p, size_t n);
+
 #endif
