@@ -69,13 +69,23 @@ def test_every_target_has_inputs_and_the_known_regressions_are_kept() -> None:
 
 # ---- through the harnesses ---------------------------------------------------
 
+def _own_env(**extra: str) -> dict[str, str]:
+    """The environment for clang's tools and harnesses: without the sanitizer
+    runtimes `make sanitize` preloads into this process (gcc's ASan, which clang's
+    refuses to run beside) and their options."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
+    env.update(extra)
+    return env
+
+
 @pytest.fixture(scope="module")
 def harnesses(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("clang") is None:
         pytest.skip("clang is not installed (make fuzz-build installs it); the inputs are "
                     "still replayed through the Python API below")
     out = tmp_path_factory.mktemp("fuzz")
-    r = subprocess.run(["sh", "fuzz/build.sh"], cwd=ROOT, env={**os.environ, "FUZZ_OUT": str(out)},
+    r = subprocess.run(["sh", "fuzz/build.sh"], cwd=ROOT, env=_own_env(FUZZ_OUT=str(out)),
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return out
@@ -85,7 +95,7 @@ def harnesses(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_harness_replays_every_input_cleanly(harnesses: Path, target: str) -> None:
     paths = inputs(target)
     r = subprocess.run([str(harnesses / f"fuzz_{target}"), "-timeout=10", *map(str, paths)],
-                       capture_output=True, text=True, timeout=300)
+                       env=_own_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stderr.count("Executed ") == len(paths)
     assert "runtime error" not in r.stderr and "ERROR:" not in r.stderr
