@@ -204,6 +204,7 @@ def measure(args: argparse.Namespace, target: dict[str, str], pythons: dict[str,
                         rec = dict(round=rnd + 1, impl=impl, op="save", size=size)
                         rec.update({k: saved[k] for k in ("seconds", "peak_rss_growth",
                                                           "source_seconds", "sha256")})
+                        rec["storage_seconds"] = saved["seconds"] - saved["source_seconds"]
                         runs.append(rec)
                         if saved["sha256"] != expected[size]:
                             raise SystemExit(f"{impl} save: the file was not read straight "
@@ -212,7 +213,8 @@ def measure(args: argparse.Namespace, target: dict[str, str], pythons: dict[str,
                         got = run_worker(py, dict(base, op="read", name=name))
                         rec = dict(round=rnd + 1, impl=impl, op="read", size=size)
                         rec.update({k: got[k] for k in ("seconds", "peak_rss_growth",
-                                                        "sha256", "bytes")})
+                                                        "sha256", "bytes", "hash_seconds")})
+                        rec["storage_seconds"] = got["seconds"] - got["hash_seconds"]
                         rec["sha256_equal"] = got["sha256"] == saved["sha256"]
                         runs.append(rec)
                         if not rec["sha256_equal"] or got["bytes"] != size:
@@ -261,7 +263,7 @@ def summarize(runs: list[dict[str, Any]], impls: list[str]) -> list[dict[str, An
             if not rs:
                 continue
             row: dict[str, Any] = {"op": op, "size": size, "impl": impl, "n": len(rs)}
-            for field in ("seconds", "peak_rss_growth", "bytes_moved"):
+            for field in ("seconds", "storage_seconds", "peak_rss_growth", "bytes_moved"):
                 vals = [r[field] for r in rs if field in r]
                 if vals:
                     row[field] = {"median": statistics.median(vals), "min": min(vals),
@@ -271,7 +273,11 @@ def summarize(runs: list[dict[str, Any]], impls: list[str]) -> list[dict[str, An
             group.append(row)
         for row in group:
             if ours is not None and row is not ours:
-                row["ratio_to_ours"] = row["seconds"]["median"] / ours["seconds"]["median"]
+                # the ratio of the storage's own time (the harness's generating and
+                # hashing taken out, as measured in each run); the wall time's too
+                row["wall_ratio_to_ours"] = row["seconds"]["median"] / ours["seconds"]["median"]
+                field = "storage_seconds" if "storage_seconds" in row else "seconds"
+                row["ratio_to_ours"] = row[field]["median"] / ours[field]["median"]
         rows.extend(group)
     return rows
 
@@ -295,7 +301,8 @@ def targets(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if r["op"] in ("save", "read") and "ratio_to_ours" in r and r["size"] in TARGET_SIZES:
             out.append({"what": f"{r['op']} {size_label(r['size'])}: >= 1.5x faster than "
                                 f"{LABELS[r['impl']]}",
-                        "value": f"{r['ratio_to_ours']:.2f}x", "met":
+                        "value": f"{r['ratio_to_ours']:.2f}x (wall time: "
+                                 f"{r['wall_ratio_to_ours']:.2f}x)", "met":
                         r["ratio_to_ours"] >= TARGET_RATIO})
     return out
 
@@ -322,22 +329,32 @@ def markdown(result: dict[str, Any]) -> str:
              f"- {meta['rounds']} round(s), implementations interleaved (order rotated each "
              f"round), each measurement in a fresh process; reads in chunks of "
              f"{meta['chunk'] // 1024} KiB; median (min–max).",
-             "- Time is the wall time of the storage call (generating and hashing the "
-             "bytes included); peak RSS growth is VmHWM after the call less VmRSS before "
-             "it; bytes moved are counted by a TCP proxy (both directions). Ratio: the "
-             "peer's median time over this package's (above 1: this package is faster).",
+             "- Wall s is the wall time of the storage call, with the benchmark's own work "
+             "in it: making the bytes and hashing them (SHA-256) as save() reads them, "
+             "hashing what read() returns. Storage s is the wall time less that work, timed "
+             "in the same run around each piece of it (the same work for every "
+             "implementation). Peak RSS growth is VmHWM after the call less VmRSS "
+             "before it; bytes moved are counted by a TCP proxy (both directions). "
+             "Ratios: the peer's median time over this package's (above 1: this package "
+             "is faster), of the storage time, then of the wall time.",
              "",
-             "| operation | size | implementation | time s | MiB/s | peak RSS growth MiB "
-             "| bytes moved MiB | peer / ours |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| operation | size | implementation | wall s | storage s | MiB/s (storage) "
+             "| peak RSS growth MiB | bytes moved MiB | peer / ours (storage, wall) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     opname = {"save": "save", "read": "read back", "open10": "open() + read(10)"}
     for r in result["summary"]:
         sec = r["seconds"]
-        rate = f"{r['size'] / MiB / sec['median']:.0f}" if r["op"] != "open10" else "–"
+        own = r.get("storage_seconds")
+        rate = f"{r['size'] / MiB / own['median']:.0f}" if own else "–"
         moved = _fmt_range(r["bytes_moved"], MiB, ".1f") if "bytes_moved" in r else "–"
-        ratio = f"{r['ratio_to_ours']:.2f}" if "ratio_to_ours" in r else "–"
+        ratio = "–"
+        if "ratio_to_ours" in r:
+            ratio = f"{r['ratio_to_ours']:.2f}"
+            if own:
+                ratio += f", {r['wall_ratio_to_ours']:.2f}"
         lines.append(f"| {opname[r['op']]} | {size_label(r['size'])} | {LABELS[r['impl']]} "
-                     f"| {_fmt_range(sec, 1, '.2f')} | {rate} "
+                     f"| {_fmt_range(sec, 1, '.2f')} "
+                     f"| {_fmt_range(own, 1, '.2f') if own else '–'} | {rate} "
                      f"| {_fmt_range(r['peak_rss_growth'], MiB, '.0f')} | {moved} | {ratio} |")
     if result["targets"]:
         lines += ["", "Issue 7's targets for this package:", ""]

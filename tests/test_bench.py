@@ -57,6 +57,11 @@ def test_quick_benchmark_moves_the_bytes_intact_and_reports_every_figure(
     assert runs["open10"]["head_ok"] is True
     for r in runs.values():
         assert r["seconds"] > 0, r
+    # the storage's own time: the wall time less the benchmark's generating and hashing
+    for op, harness in (("save", "source_seconds"), ("read", "hash_seconds")):
+        r = runs[op]
+        assert 0 < r[harness] < r["seconds"], r
+        assert r["storage_seconds"] == pytest.approx(r["seconds"] - r[harness]), r
     # 16 MiB went through save and read (1 MiB reads); read(10) may fit in resident pages
     assert runs["save"]["peak_rss_growth"] > 0 and runs["read"]["peak_rss_growth"] > 0
     assert runs["open10"]["peak_rss_growth"] >= 0
@@ -67,6 +72,8 @@ def test_quick_benchmark_moves_the_bytes_intact_and_reports_every_figure(
     summary = {(r["op"], r["impl"]): r for r in result["summary"]}
     assert set(summary) == {("save", "ours"), ("read", "ours"), ("open10", "ours")}
     assert summary[("save", "ours")]["seconds"]["median"] == runs["save"]["seconds"]
+    assert (summary[("read", "ours")]["storage_seconds"]["median"]
+            == runs["read"]["storage_seconds"])
     meta = result["meta"]
     assert meta["machine"]["nproc"] >= 1 and meta["versions"]["django"]
     assert meta["command"].startswith("python bench/large.py --quick")
