@@ -7,6 +7,8 @@
   request. cred_servers.py and the region tests build their stand-ins on it.
 - FakeS3: a small HTTP/1.1 keep-alive server whose replies a test scripts, for
   what moto cannot do: keep-alive, slow replies, 5xx then success, hostile XML.
+- ScriptedS3: the base of a test's own small S3 (its state, a lock, `answer(seen)`)
+  on a ScriptedServer; test_writer's MiniS3 and test_overwrite's RacyS3 build on it.
 """
 from __future__ import annotations
 
@@ -224,6 +226,31 @@ class FakeS3(ScriptedServer):
             self.versions.append(handler.request_version)
             self.connections.add(id(handler.connection))
         return self.script(handler.command, handler.path)
+
+
+class ScriptedS3:
+    """The base of a test's own S3 on a ScriptedServer: a subclass sets up its state,
+    then calls this __init__, and answers each request in `answer(seen)` (under
+    `self.lock` where it touches its state). It has the server's endpoint and the
+    requests it saw (`seen`); the end of its `with` block stops the server."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.server = ScriptedServer(self.answer)
+        self.endpoint = self.server.endpoint
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+
+    @property
+    def seen(self) -> list[Seen]:
+        return self.server.seen
+
+    def answer(self, seen: Seen) -> Reply:
+        raise NotImplementedError
 
 
 @contextmanager

@@ -20,7 +20,7 @@ from django_s3_storage import _s3
 
 from conftest import BUCKET, S3Target
 from cred_servers import ContainerServer, Creds
-from servers import Reply, ScriptedServer, Seen, ticks_meanwhile
+from servers import Reply, ScriptedS3, ScriptedServer, Seen, ticks_meanwhile
 
 MiB = 1 << 20
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -218,7 +218,7 @@ def test_part_size_grows_to_fit_10000_parts() -> None:
 # ---- a scripted S3 for what moto cannot do --------------------------------------
 
 
-class MiniS3:
+class MiniS3(ScriptedS3):
     """Just enough multipart S3 on a ScriptedServer (threaded: parts overlap), with
     hooks for failures; it records every request (with its body) and the most
     parts it saw in flight at once."""
@@ -230,19 +230,7 @@ class MiniS3:
         self.delay = delay
         self.parts: dict[int, bytes] = {}
         self.active = self.max_active = 0
-        self.lock = threading.Lock()
-        self.server = ScriptedServer(self.answer)
-        self.endpoint = self.server.endpoint
-
-    def __enter__(self) -> MiniS3:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.stop()
-
-    @property
-    def seen(self) -> list[Seen]:
-        return self.server.seen
+        super().__init__()
 
     def requests(self, method: str, query: str) -> list[Seen]:
         return [s for s in self.seen if s.method == method and query in s.path]
