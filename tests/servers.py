@@ -9,6 +9,9 @@
   what moto cannot do: keep-alive, slow replies, 5xx then success, hostile XML.
 - ScriptedS3: the base of a test's own small S3 (its state, a lock, `answer(seen)`)
   on a ScriptedServer; test_writer's MiniS3 and test_overwrite's RacyS3 build on it.
+
+Two helpers that are not servers: ticks_meanwhile (did a call release the GIL?) and
+in_forked_child (run a function in a fork, get its exit status).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import sys
 import threading
 import time
 import urllib.request
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from contextlib import contextmanager
@@ -275,3 +279,20 @@ def ticks_meanwhile() -> Iterator[Callable[[], int]]:
     finally:
         stop.set()
         spinner.join()
+
+
+def in_forked_child(child: Callable[[], int]) -> int:
+    """Forks (silencing Python's warning about a fork with threads running), runs
+    `child` in the child and ends it with what `child` returns as its exit status
+    (1 where it raised); the parent waits for the child and gets that status."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+        pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = child()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.WEXITSTATUS(status)
