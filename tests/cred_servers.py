@@ -166,7 +166,8 @@ class StsServer(CredServer):
 
 
 class Blackhole:
-    """Accepts TCP connections, counts them, never answers a byte."""
+    """Accepts TCP connections, counts them, never answers a byte. A subclass does
+    something else with each connection it accepts by overriding `handle`."""
 
     def __init__(self) -> None:
         self.sock = socket.socket()
@@ -185,7 +186,10 @@ class Blackhole:
                 conn, _ = self.sock.accept()
             except OSError:
                 continue
-            self.accepted.append(conn)
+            self.handle(conn)
+
+    def handle(self, conn: socket.socket) -> None:
+        self.accepted.append(conn)   # held open, unanswered, until stop()
 
     def stop(self) -> None:
         self.running = False

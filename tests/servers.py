@@ -7,6 +7,11 @@
   request. cred_servers.py and the region tests build their stand-ins on it.
 - FakeS3: a small HTTP/1.1 keep-alive server whose replies a test scripts, for
   what moto cannot do: keep-alive, slow replies, 5xx then success, hostile XML.
+- ScriptedS3: the base of a test's own small S3 (its state, a lock, `answer(seen)`)
+  on a ScriptedServer; test_writer's MiniS3 and test_overwrite's RacyS3 build on it.
+
+Two helpers that are not servers: ticks_meanwhile (did a call release the GIL?) and
+in_forked_child (run a function in a fork, get its exit status).
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import sys
 import threading
 import time
 import urllib.request
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from contextlib import contextmanager
@@ -226,6 +232,31 @@ class FakeS3(ScriptedServer):
         return self.script(handler.command, handler.path)
 
 
+class ScriptedS3:
+    """The base of a test's own S3 on a ScriptedServer: a subclass sets up its state,
+    then calls this __init__, and answers each request in `answer(seen)` (under
+    `self.lock` where it touches its state). It has the server's endpoint and the
+    requests it saw (`seen`); the end of its `with` block stops the server."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.server = ScriptedServer(self.answer)
+        self.endpoint = self.server.endpoint
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+
+    @property
+    def seen(self) -> list[Seen]:
+        return self.server.seen
+
+    def answer(self, seen: Seen) -> Reply:
+        raise NotImplementedError
+
+
 @contextmanager
 def ticks_meanwhile() -> Iterator[Callable[[], int]]:
     """A Python thread that counts while the block runs; the callable gives how far
@@ -248,3 +279,20 @@ def ticks_meanwhile() -> Iterator[Callable[[], int]]:
     finally:
         stop.set()
         spinner.join()
+
+
+def in_forked_child(child: Callable[[], int]) -> int:
+    """Forks (silencing Python's warning about a fork with threads running), runs
+    `child` in the child and ends it with what `child` returns as its exit status
+    (1 where it raised); the parent waits for the child and gets that status."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+        pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = child()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.WEXITSTATUS(status)

@@ -16,7 +16,7 @@ import pytest
 from django_s3_storage import _s3
 
 from conftest import S3Target
-from servers import FakeS3, Reply, self_signed_cert, ticks_meanwhile
+from servers import FakeS3, Reply, in_forked_child, self_signed_cert, ticks_meanwhile
 
 KEYS = [
     "plain.txt",
@@ -618,20 +618,12 @@ def test_forked_child_does_not_share_the_parents_connections() -> None:
         c = _s3.Client("b", endpoint_url=fake.endpoint, access_key="a", secret_key="b")
         assert c.get_object("before-fork")[0] == b"ok"
         assert c.connections_opened == 1
-        import warnings
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
-            pid = os.fork()
-        if pid == 0:   # the child: its own connection, never the parent's
-            code = 1
-            try:
-                body = c.get_object("in-child")[0]
-                code = 0 if body == b"ok" and c.connections_opened == 1 else 2
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.WEXITSTATUS(status) == 0
+        def child() -> int:   # its own connection, never the parent's
+            body = c.get_object("in-child")[0]
+            return 0 if body == b"ok" and c.connections_opened == 1 else 2
+
+        assert in_forked_child(child) == 0
         assert c.get_object("after-fork")[0] == b"ok"
         assert c.connections_opened == 1          # the parent kept its connection
         assert len(fake.connections) == 2         # the child opened one of its own

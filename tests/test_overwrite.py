@@ -23,7 +23,7 @@ from django_s3_storage import _s3
 from django_s3_storage.storage import S3Storage
 
 from conftest import BUCKET, S3Target
-from servers import Reply, ScriptedServer, Seen
+from servers import Reply, ScriptedS3, Seen
 
 MiB = 1 << 20
 WRITERS = 8
@@ -248,7 +248,7 @@ def test_writer_if_none_match_must_be_a_bool(client: _s3.Client) -> None:
 # ---- a scripted S3 that answers what a race would ------------------------------------
 
 
-class RacyS3:
+class RacyS3(ScriptedS3):
     """Just enough S3 for save() on a ScriptedServer: HEAD, an empty listing, PUT,
     multipart. `taken(key, seen)` decides, for each request that commits (the PUT, the
     Complete), whether another writer got there first: then it answers that error
@@ -259,19 +259,7 @@ class RacyS3:
         self.taken, self.error = taken, error
         self.stored: dict[str, bytes] = {}
         self.parts: dict[str, dict[int, bytes]] = {}
-        self.lock = threading.Lock()
-        self.server = ScriptedServer(self.answer)
-        self.endpoint = self.server.endpoint
-
-    def __enter__(self) -> RacyS3:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.stop()
-
-    @property
-    def seen(self) -> list[Seen]:
-        return self.server.seen
+        super().__init__()
 
     def commits(self) -> list[Seen]:
         return [s for s in self.seen if (s.method == "PUT" and "partNumber" not in s.path) or

@@ -17,7 +17,7 @@ import pytest
 
 from django_s3_storage import _s3
 
-from servers import LocalServer
+from servers import LocalServer, in_forked_child
 
 MiB = 1024 * 1024
 
@@ -604,25 +604,17 @@ def test_a_reader_open_across_fork_never_shares_the_parents_connection(
         objects: ObjectServer) -> None:
     # the child goes on with a ranged GET of its own; the parent's paused transfer
     # is left to the parent (a shared socket would split one body between them)
-    import warnings
-
     data = blob(400 * 1024, seed=21)
     objects.put("k", data)
     r = objects.client().reader("k", buffer_size=16 * 1024)
     assert r.read(10) == data[:10]          # the GET is paused, its socket open
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
-        pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            got = r.read()
-            r.close()
-            code = 0 if got == data[10:] else 2
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.WEXITSTATUS(status) == 0
+
+    def child() -> int:
+        got = r.read()
+        r.close()
+        return 0 if got == data[10:] else 2
+
+    assert in_forked_child(child) == 0
     start = time.monotonic()
     assert r.read() == data[10:]
     assert time.monotonic() - start < 5     # not a stall on a drained socket

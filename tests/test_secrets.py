@@ -26,7 +26,6 @@ import json
 import logging
 import socket
 import struct
-import threading
 import traceback
 import uuid
 from pathlib import Path
@@ -243,38 +242,17 @@ def test_a_dead_proxy_with_a_password(watch: Watch) -> None:
     assert storage.settings.AWS_S3_PROXY == proxy   # masked in reprs, intact
 
 
-class _Resetter:
+class _Resetter(Blackhole):
     """Reads a request's head, then resets the connection (SO_LINGER 0)."""
 
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.endpoint = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.running = True
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while self.running:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            conn.settimeout(2)
-            try:
-                conn.recv(65536)
-            except OSError:
-                pass
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            conn.close()
-
-    def __enter__(self) -> "_Resetter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.running = False
-        self.thread.join(timeout=5)
-        self.sock.close()
+    def handle(self, conn: socket.socket) -> None:
+        conn.settimeout(2)
+        try:
+            conn.recv(65536)
+        except OSError:
+            pass
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
 
 
 def test_resets_and_timeouts(watch: Watch) -> None:

@@ -20,7 +20,7 @@ from django_s3_storage import _s3
 
 from conftest import BUCKET, S3Target
 from cred_servers import ContainerServer, Creds
-from servers import Reply, ScriptedServer, Seen, ticks_meanwhile
+from servers import Reply, ScriptedS3, ScriptedServer, Seen, in_forked_child, ticks_meanwhile
 
 MiB = 1 << 20
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -218,7 +218,7 @@ def test_part_size_grows_to_fit_10000_parts() -> None:
 # ---- a scripted S3 for what moto cannot do --------------------------------------
 
 
-class MiniS3:
+class MiniS3(ScriptedS3):
     """Just enough multipart S3 on a ScriptedServer (threaded: parts overlap), with
     hooks for failures; it records every request (with its body) and the most
     parts it saw in flight at once."""
@@ -230,19 +230,7 @@ class MiniS3:
         self.delay = delay
         self.parts: dict[int, bytes] = {}
         self.active = self.max_active = 0
-        self.lock = threading.Lock()
-        self.server = ScriptedServer(self.answer)
-        self.endpoint = self.server.endpoint
-
-    def __enter__(self) -> MiniS3:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.stop()
-
-    @property
-    def seen(self) -> list[Seen]:
-        return self.server.seen
+        super().__init__()
 
     def requests(self, method: str, query: str) -> list[Seen]:
         return [s for s in self.seen if s.method == method and query in s.path]
@@ -607,31 +595,23 @@ def test_an_open_writer_never_makes_a_call_in_its_own_thread_wait() -> None:
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
 def test_a_child_after_fork_never_aborts_or_continues_the_parents_upload() -> None:
-    import os
-    import warnings
-
     with MiniS3() as fake:
         c = fake_client(fake)
         w = c.writer("forked", part_size=5 * MiB, threshold=0)
         body = data(11 * MiB)
         w.write(body)                     # the upload begun, parts in flight
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
-            pid = os.fork()
-        if pid == 0:
-            code = 1
+
+        def child() -> int:
+            nonlocal w
             try:
-                try:
-                    w.write(b"more")
-                    code = 2              # the child may not add to the parent's upload
-                except RuntimeError:
-                    del w                 # and dropping it must not abort the upload
-                    gc.collect()
-                    code = 0
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.WEXITSTATUS(status) == 0
+                w.write(b"more")
+                return 2                  # the child may not add to the parent's upload
+            except RuntimeError:
+                del w                     # and dropping it must not abort the upload
+                gc.collect()
+                return 0
+
+        assert in_forked_child(child) == 0
         assert fake.requests("DELETE", "uploadId=") == []
         assert w.close()["Parts"] == 3
         assert b"".join(fake.parts[n] for n in (1, 2, 3)) == body
