@@ -630,7 +630,6 @@ call_attempt_end(s3_call *k, int rc, int *attempt, double *delay)
         if (*attempt < c->max_attempts && xfer_retryable(&k->req, 1, NULL)) {
             *delay = xfer_backoff_seconds(&k->req, *attempt, 1, NULL);
             (*attempt)++;
-            k->retried = 1;
             return CALL_AGAIN;
         }
         return CALL_DONE;
@@ -676,7 +675,6 @@ call_attempt_end(s3_call *k, int rc, int *attempt, double *delay)
         xfer_retryable(&k->req, 0, k->have_reply ? k->reply.code : NULL)) {
         *delay = xfer_backoff_seconds(&k->req, *attempt, 0, k->have_reply ? k->reply.code : NULL);
         (*attempt)++;
-        k->retried = 1;
         return CALL_AGAIN;
     }
     return CALL_DONE;

@@ -61,8 +61,6 @@ typedef struct {
     xml_reply reply;
     int have_reply;
     int transport_failed;
-    int retried;                     /* an attempt failed and another went: an earlier
-                                      * one may have done its work all the same */
     int ok;
     const char *local_error;         /* out of memory and the like */
     cred_set *creds;                 /* what this call signs with; NULL: unsigned */
