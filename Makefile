@@ -7,6 +7,8 @@
 #   make bench-large  the large-file benchmark against its peers on Ceph RGW
 #                     (bench/large.py; writes bench/results-large.json, bench/RESULTS.md)
 #
+#   make fault-table  rewrites README.rst's fault table from a run of tests/test_faults.py
+#
 #   make fuzz     each libFuzzer target of fuzz/ for FUZZ_SECONDS (60) seconds
 #   make fuzz-ci  all of them in about a minute
 #
@@ -20,7 +22,8 @@ DEBS   := gcc make pkg-config libcurl4-openssl-dev libssl-dev zlib1g-dev libxml2
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check build deps sanitize valgrind clean bench-large fuzz fuzz-ci fuzz-build
+.PHONY: demo test check build deps sanitize valgrind clean bench-large fuzz fuzz-ci fuzz-build \
+	fault-table
 
 deps:
 	@missing=""; for p in $(DEBS); do \
@@ -71,6 +74,10 @@ valgrind: build
 	  --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
 	  --suppressions=tests/valgrind.supp \
 	  $(PY) -m pytest -q -p no:cacheprovider $(VALGRIND_TESTS) -k "not ($(VALGRIND_SKIP))"
+
+# the fault x operation x outcome table of README.rst ("Reliability"), from a run on moto
+fault-table: build
+	S3_WRITE_FAULT_TABLE=1 S3_TEST_BACKEND=moto $(PY) -m pytest -q -p no:cacheprovider tests/test_faults.py
 
 # the peers' venvs under bench/venvs/, then 3 interleaved rounds on a Ceph RGW that
 # bench/large.py starts (scripts/rgw) and stops

@@ -670,6 +670,45 @@ done:
     return rc;
 }
 
+int
+mpu_ours_after_retry(Client *c, const char *key, const unsigned char md5[16], int count,
+                     char etag_out[MPU_ETAG_MAX])
+{
+    s3_call k;
+    const char *etag;
+    size_t len = 0, key_len = strlen(key);
+    int rc = 0;
+    PyObject *exc = s3_exc_take();
+
+    call_init(&k, c, "HEAD");
+    k.key = malloc(key_len + 1);
+    if (k.key == NULL)
+        goto done;
+    memcpy(k.key, key, key_len + 1);
+    if (call_put_base(&k) < 0 || buf_append_uri(&k.url, key, key_len, 1) < 0)
+        goto done;
+    if (call_perform(&k) < 0) {
+        PyErr_Clear();
+        goto done;
+    }
+    etag = xfer_header(&k.req, "etag", &len);
+    if (etag == NULL || len >= MPU_ETAG_MAX || mpu_etag_opaque(&k.req))
+        goto done;
+    if ((count == 0 ? mpu_etag_is_md5(etag, len, md5)
+                    : etag_is_multipart(etag, len, md5, count)) == 1) {
+        memcpy(etag_out, etag, len);
+        etag_out[len] = '\0';
+        rc = 1;
+    }
+done:
+    call_free(&k);
+    if (rc == 1)
+        Py_XDECREF(exc);
+    else
+        s3_exc_restore(exc);
+    return rc;
+}
+
 PyObject *
 mpu_raise_mismatch(Client *c, const char *key, const char *what)
 {
@@ -694,9 +733,10 @@ mpu_complete(mpu *m)
     s3_call k;
     buf_t body = BUF_INIT;
     unsigned char md5[16];
+    char stored[MPU_ETAG_MAX];
     const char *etag;
     size_t len = 0;
-    int count = m->next_part - 1, i, check;
+    int count = m->next_part - 1, i, check, earlier = 0;
     PyObject *res = NULL, *exc;
 
     memset(&k, 0, sizeof(k));
@@ -723,11 +763,22 @@ mpu_complete(mpu *m)
         goto done;
     call_set_body(&k, body.data, body.len);
     k.reply_on_success = 1;   /* S3 may answer 200 and an Error document */
-    if (call_perform(&k) < 0)
-        goto done;
+    if (call_perform(&k) < 0) {
+        /* refused as if an earlier attempt had committed (a retry of ours, or
+         * libcurl's own on a kept-alive connection that died, not seen here):
+         * if the object stored is ours, it had */
+        if (!((k.req.status == 412 && m->if_none_match) || k.req.status == 404 ||
+              (k.have_reply && strcmp(k.reply.code, "NoSuchUpload") == 0)) ||
+            parts_md5(m, count, md5) < 0 || mpu_ours_after_retry(c, m->key, md5, count, stored) != 1)
+            goto done;
+        earlier = 1;
+    }
     m->finished = 2;   /* the object exists: an abort no longer helps */
     close_connections(m);
-    if (k.have_reply && k.reply.etag[0]) {
+    if (earlier) {
+        etag = stored;
+        len = strlen(stored);
+    } else if (k.have_reply && k.reply.etag[0]) {
         etag = k.reply.etag;
         len = strlen(etag);
     } else {

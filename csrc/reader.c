@@ -21,6 +21,11 @@
 #define READER_GZ_SLICE 4096   /* stored bytes inflated at a time: bounds one step's output */
 #define READER_POLL_MS 1000
 #define READER_RESERVE_MAX (64 << 20)   /* the most a read() reserves on a claim */
+/* An attempt that moved this many stored bytes before it failed starts the count of
+ * attempts afresh: a long read survives a cut every few MiB, but a server that
+ * sends a little and stalls (or cuts) each time meets max_attempts, not one read
+ * timeout per byte. */
+#define READER_FRESH_BYTES (1 << 20)
 
 enum { MD5_NONE, MD5_RUNNING, MD5_GOOD, MD5_BAD };
 enum { DRIVE_OK, DRIVE_AGAIN, DRIVE_FAIL };
@@ -447,7 +452,7 @@ static int
 reader_done(Reader *r, CURLcode rc)
 {
     CURL *h = r->h;
-    int xr, next, progress = r->net_off > r->range_start;
+    int xr, next, progress = r->net_off - r->range_start >= READER_FRESH_BYTES;
 
     curl_multi_remove_handle(r->multi, h);
     xr = xfer_finish(h, &r->call.req, rc);
@@ -467,7 +472,7 @@ reader_done(Reader *r, CURLcode rc)
         }
     }
     if (progress)
-        r->attempt = 1;   /* the bytes moved on: the retries count afresh */
+        r->attempt = 1;   /* the bytes moved on by a MiB: the retries count afresh */
     next = call_attempt_end(&r->call, xr, &r->attempt, &r->delay);
     if (next != CALL_DONE)
         return DRIVE_AGAIN;   /* CALL_RENEW: call_take_creds() renews */

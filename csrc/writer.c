@@ -272,6 +272,7 @@ static PyObject *
 writer_put(Writer *w)
 {
     unsigned char md5[32];
+    char stored[MPU_ETAG_MAX];
     const char *etag;
     size_t len = 0;
     PyObject *res = NULL;
@@ -280,9 +281,19 @@ writer_put(Writer *w)
     if (w->if_none_match && call_add_header(&w->put, "If-None-Match", "*", 1) < 0)
         return NULL;
     call_set_body(&w->put, w->pending.data, w->pending.len);
-    if (call_perform(&w->put) < 0)
-        return NULL;
-    etag = xfer_header(&w->put.req, "etag", &len);
+    if (call_perform(&w->put) < 0) {
+        /* a 412: if the object stored is ours, an earlier attempt stored it and
+         * its reply was lost (a retry of ours, or libcurl's own on a kept-alive
+         * connection that died: that one is not seen here) */
+        if (!w->if_none_match || w->put.req.status != 412 ||
+            EVP_DecodeBlock(md5, (const unsigned char *)w->put.content_md5, 24) != 18 ||
+            mpu_ours_after_retry(w->client, w->put.key, md5, 0, stored) != 1)
+            return NULL;
+        etag = stored;
+        len = strlen(stored);
+    } else {
+        etag = xfer_header(&w->put.req, "etag", &len);
+    }
     if (etag && w->etag_md5 && !mpu_etag_opaque(&w->put.req) &&
         EVP_DecodeBlock(md5, (const unsigned char *)w->put.content_md5, 24) == 18 &&
         mpu_etag_is_md5(etag, len, md5) == 0)

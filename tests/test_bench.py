@@ -144,3 +144,78 @@ def test_proxy_counts_each_direction_and_adds_its_delay() -> None:
 def test_proxy_forwards_to_loopback_only() -> None:
     with pytest.raises(ValueError, match="127.0.0.1 only"):
         CountingProxy(("192.0.2.1", 80))
+
+
+_proxy = sys.modules["bench_proxy"]
+FaultProxy, Rule = _proxy.FaultProxy, _proxy.Rule
+
+
+def _reply(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One response: its head and its Content-Length body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "the connection ended before a whole head"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head, body
+
+
+def test_fault_proxy_answers_matching_requests_itself_and_forwards_the_others() -> None:
+    from servers import Reply, ScriptedServer
+
+    def script(seen: object) -> Reply:
+        return Reply(200, b"from the server:" + seen.body)   # type: ignore[attr-defined]
+
+    rule = Rule("503-slow-down", "PUT", lambda path, query, headers: "partNumber" in query, 1)
+    with ScriptedServer(script) as server, \
+            FaultProxy(("127.0.0.1", server.port), [rule]) as proxy:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as c:
+            # Expect: 100-continue: the proxy says continue, reads the body, answers
+            c.sendall(b"PUT /b/k?partNumber=1&uploadId=u HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+            head, _ = _reply(c)
+            assert head.startswith(b"HTTP/1.1 100")
+            c.sendall(b"hello")
+            head, body = _reply(c)
+            assert head.startswith(b"HTTP/1.1 503") and b"<Code>SlowDown</Code>" in body
+            # the same request again, on the same connection: past K, forwarded
+            c.sendall(b"PUT /b/k?partNumber=1&uploadId=u HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Length: 5\r\n\r\nagain")
+            head, body = _reply(c)
+            assert head.startswith(b"HTTP/1.1 200") and body == b"from the server:again"
+            # another request: never matched
+            c.sendall(b"GET /b/k HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, body = _reply(c)
+            assert head.startswith(b"HTTP/1.1 200") and body == b"from the server:"
+        assert (rule.seen, rule.faulted) == (2, 1)
+        assert [s.body for s in server.seen] == [b"again", b""]
+
+
+def test_fault_proxy_resets_and_cuts_bodies_short() -> None:
+    from servers import Reply, ScriptedServer
+
+    with ScriptedServer(lambda seen: Reply(200, b"x" * 1000)) as server:
+        target = ("127.0.0.1", server.port)
+        with FaultProxy(target, [Rule("reset-before-request")]) as proxy:
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as c:
+                c.sendall(b"GET /b/k HTTP/1.1\r\nHost: x\r\n\r\n")
+                with pytest.raises(ConnectionResetError):
+                    c.recv(65536)
+        with FaultProxy(target, [Rule("short-body")]) as proxy:
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as c:
+                c.sendall(b"GET /b/k HTTP/1.1\r\nHost: x\r\n\r\n")
+                data = b""
+                while chunk := c.recv(65536):
+                    data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            assert b"Content-Length: 1000" in head and body == b"x" * 500   # then a FIN
+    with pytest.raises(ValueError, match="unknown fault"):
+        Rule("explode")
