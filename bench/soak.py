@@ -458,24 +458,33 @@ def bounds(threads: int, fd_start: int) -> tuple[int, int]:
     return conns, fds
 
 
+def floor(samples: list[dict[str, Any]], key: str) -> int:
+    return min(s[key] for s in samples)
+
+
 def verdict(args: argparse.Namespace, stats: Stats, samples: list[dict[str, Any]],
             fd_start: int, leftover: list[str]) -> dict[str, Any]:
     """The figures and the failures. The resident set is compared at rest: at each
-    checkpoint the workers are parked between two files (nothing in flight), so what
-    it holds is what the process keeps, not the parts and buffers of the moment
-    (which swing it by 100 MiB and more with 8 threads)."""
+    checkpoint the workers are parked between two files (nothing in flight) and malloc's
+    free memory is trimmed, so what it holds is what the process keeps, not the parts
+    and buffers of the moment (which swing it by 200 MiB with 8 threads). Even so it
+    varies by up to 20 MiB from one checkpoint to the next (Python's and malloc's
+    partly used pages), upwards only: the drift is the floor (lowest) of the last third
+    of the checkpoints less the floor of the first third, which a leak raises."""
     rest = [s for s in samples if s["rest"]]
     running = [s for s in samples if not s["rest"] and s["t"] >= rest[0]["t"]] if rest else []
     conn_bound, fd_bound = bounds(args.threads, fd_start)
+    third = max(1, len(rest) // 3)
     mib = lambda kib: kib * KiB  # noqa: E731
     out: dict[str, Any] = {
         "warmup_seconds": rest[0]["t"] if rest else None,
         "checkpoints": [{k: s[k] for k in ("t", "rss_kib", "rss_raw_kib", "malloc_in_use",
                                            "fds", "connections", "ops")} for s in rest],
         "rss_raw_drift": mib(rest[-1]["rss_raw_kib"] - rest[0]["rss_raw_kib"]) if rest else None,
-        "rss_at_warmup_end": mib(rest[0]["rss_kib"]) if rest else None,
-        "rss_at_end": mib(rest[-1]["rss_kib"]) if rest else None,
-        "rss_drift": mib(rest[-1]["rss_kib"] - rest[0]["rss_kib"]) if rest else None,
+        "rss_at_warmup_end": mib(floor(rest[:third], "rss_kib")) if rest else None,
+        "rss_at_end": mib(floor(rest[-third:], "rss_kib")) if rest else None,
+        "rss_drift": mib(floor(rest[-third:], "rss_kib") - floor(rest[:third], "rss_kib"))
+        if rest else None,
         "rss_bound": args.rss_bound,
         "rss_running_min": mib(min(s["rss_kib"] for s in running)) if running else None,
         "rss_running_max": mib(max(s["rss_kib"] for s in running)) if running else None,
@@ -531,8 +540,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="seconds between samples (default: the run / 150, 0.2 to 5)")
     ap.add_argument("--rss-bound", type=int, default=16 * MiB,
                     help="the most the resident set may grow after the warm-up (bytes)")
-    ap.add_argument("--checkpoints", type=int, default=5,
-                    help="pauses after the warm-up to sample the process at rest")
+    ap.add_argument("--checkpoints", type=int, default=None,
+                    help="pauses after the warm-up to sample the process at rest "
+                    "(default: one every 30 s, at least 6)")
     ap.add_argument("--seed", type=int, default=int(env("SOAK_SEED", "0")) or None)
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--command", default=env("SOAK_COMMAND", ""),
@@ -568,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     workers = [Worker(i, storage, syncs[i], run, seed, control, stats, args.endpoint)
                for i in range(args.threads)]
     warmup = min(60.0, 0.2 * args.seconds)
+    args.checkpoints = args.checkpoints or max(6, int((args.seconds - warmup) / 30))
     marks = [warmup + (args.seconds - warmup) * i / args.checkpoints
              for i in range(args.checkpoints + 1)]
     print(f"soak: {args.threads} threads x {args.seconds:g} s against {args.endpoint}, "
