@@ -17,7 +17,8 @@ the end checked by SHA-256, seek + read(n) ranged reads, listdir, now and then a
 (read back) and a sync_meta over a prefix of its own, and the delete (exists() is then
 False). Any exception or wrong result is an error.
 
-After the warm-up (20 % of the run, at most 60 s) it asserts: no error; every kind of
+After the warm-up (20 % of the run, at most 60 s, and until every thread has saved
+each kind of file once) it asserts: no error; every kind of
 operation done; the resident set of the last samples within --rss-bound of the first
 samples after the warm-up; file descriptors and connections to the server never above
 the bound the pools and open files give (see bounds()); the run's prefix empty at the
@@ -50,6 +51,7 @@ from urllib.parse import urlsplit
 KiB, MiB = 1024, 1024 * 1024
 PART = 5 * MiB                          # S3's smallest part: the most parts per byte
 POOL = 10                               # AWS_S3_MAX_POOL_CONNECTIONS of the shared storage
+FILE_KINDS = ("save_text", "save_binary", "save_multipart", "write_small", "write_multipart")
 SYNC_FILES = ("a.txt", "b.bin", "c/d.css")
 KINDS = ("save_text", "save_binary", "save_multipart", "write_small", "write_multipart",
          "exists", "size", "url", "url_fetch", "modified_time", "read_stream", "read_range",
@@ -229,6 +231,7 @@ class Control:
         self.pause = threading.Event()
         self.barrier = threading.Barrier(threads + 1, timeout=timeout)
         self.done = False
+        self.warmed = threading.Semaphore(0)    # a release per worker past its warm-up
 
     def carry_on(self) -> bool:
         """In a worker, between two files: False when the run is over."""
@@ -289,6 +292,8 @@ class Worker(threading.Thread):
             except Exception as e:  # noqa: BLE001 - counted, the run goes on
                 self.stats.error(self.index, self.current, e)
                 self.cleanup()
+            if n == len(FILE_KINDS):
+                self.control.warmed.release()
         self.current = "teardown"
         try:
             self.cleanup()
@@ -309,8 +314,10 @@ class Worker(threading.Thread):
         from django.core.files.base import ContentFile
 
         s, rng = self.storage, self.rng
-        kind = rng.choices(("save_text", "save_binary", "save_multipart", "write_small",
-                            "write_multipart"), weights=(30, 30, 12, 16, 12))[0]
+        if n <= len(FILE_KINDS):    # the warm-up: each kind of file once, then at random
+            kind = FILE_KINDS[n - 1]
+        else:
+            kind = rng.choices(FILE_KINDS, weights=(30, 30, 12, 16, 12))[0]
         ext, data = make_content(rng, kind)
         name = f"{self.dir}/{n}-{kind}{ext}"
         digest = hashlib.sha256(data).hexdigest()
@@ -595,6 +602,11 @@ def main(argv: list[str] | None = None) -> int:
               f"malloc {heap / MiB if heap is not None else -1:.1f})  {s['fds']} fds  "
               f"{s['connections']} connections", flush=True)
 
+    for _ in workers:      # every thread did each kind of file once (or gave up)
+        control.warmed.acquire(timeout=max(1.0, t0 + args.seconds - time.monotonic()))
+    warmup = max(warmup, time.monotonic() - t0)
+    marks = [warmup + (args.seconds - warmup) * i / args.checkpoints
+             for i in range(args.checkpoints + 1)]
     try:
         for i, mark in enumerate(marks):
             time.sleep(max(0.0, t0 + mark - time.monotonic()))
