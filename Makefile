@@ -8,6 +8,9 @@
 #                     (bench/large.py; writes bench/results-large.json, bench/RESULTS.md)
 #
 #   make fault-table  rewrites README.rst's fault table from a run of tests/test_faults.py
+#   make soak     SOAK_THREADS (8) threads x SOAK_SECONDS (600) of mixed operations on
+#                 Ceph RGW (bench/soak.py; writes bench/results-soak.json): no error,
+#                 no growth of memory, file descriptors or connections after warm-up
 #
 #   make fuzz     each libFuzzer target of fuzz/ for FUZZ_SECONDS (60) seconds
 #   make fuzz-ci  all of them in about a minute
@@ -22,7 +25,7 @@ DEBS   := gcc make pkg-config libcurl4-openssl-dev libssl-dev zlib1g-dev libxml2
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check build deps sanitize valgrind clean bench-large fuzz fuzz-ci fuzz-build \
+.PHONY: demo test check build deps sanitize valgrind clean bench-large soak fuzz fuzz-ci fuzz-build \
 	fault-table
 
 deps:
@@ -84,6 +87,20 @@ fault-table: build
 bench-large: build
 	VENV=$(VENV) bash bench/peers.sh
 	VENV=$(VENV) BENCH_COMMAND="make bench-large" $(PY) bench/large.py --rgw
+
+# a Ceph RGW of its own (scripts/rgw), stopped however the run ends; PYTHONPATH: the
+# checkout's extension wins (one built with build_ext --inplace)
+SOAK_SECONDS ?= 600
+SOAK_THREADS ?= 8
+SOAK_RGW_MEM ?= 4294967296
+soak: build
+	@dir=$$(mktemp -d -u "$${TMPDIR:-/tmp}/s3-soak-rgw.XXXXXX"); \
+	trap 'bash scripts/rgw stop "$$dir"' EXIT; \
+	echo "starting Ceph RGW in $$dir"; \
+	rgw_env=$$(RGW_OSD_MEM=$(SOAK_RGW_MEM) bash scripts/rgw start "$$dir") || exit 1; \
+	env $$rgw_env PYTHONPATH="$(CURDIR)" SOAK_COMMAND="make soak SOAK_SECONDS=$(SOAK_SECONDS) SOAK_THREADS=$(SOAK_THREADS)" \
+	  $(PY) bench/soak.py --seconds $(SOAK_SECONDS) --threads $(SOAK_THREADS) \
+	  --json bench/results-soak.json
 
 # libFuzzer comes with Debian's clang in libclang-rt-<version>-dev
 FUZZ_SECONDS ?= 60
