@@ -765,9 +765,10 @@ mpu_complete(mpu *m)
     k.reply_on_success = 1;   /* S3 may answer 200 and an Error document */
     if (call_perform(&k) < 0) {
         /* refused as if an earlier attempt had committed (a retry of ours, or
-         * libcurl's own on a kept-alive connection that died, not seen here):
-         * if the object stored is ours, it had */
-        if (!((k.req.status == 412 && m->if_none_match) || k.req.status == 404 ||
+         * libcurl's own resend on a kept-alive connection that died): if one
+         * handed over the body and the object stored is ours, it had */
+        if (!k.sent_before ||
+            !((k.req.status == 412 && m->if_none_match) || k.req.status == 404 ||
               (k.have_reply && strcmp(k.reply.code, "NoSuchUpload") == 0)) ||
             parts_md5(m, count, md5) < 0 || mpu_ours_after_retry(c, m->key, md5, count, stored) != 1)
             goto done;

@@ -129,12 +129,12 @@ int mpu_etag_is_md5(const char *etag, size_t len, const unsigned char md5[16]);
 int mpu_etag_opaque(const xfer_request *r);
 #define MPU_ETAG_MAX 80
 /* With the GIL, after a commit was refused as if an earlier attempt of it had
- * committed (412 to If-None-Match: *, NoSuchUpload to a Complete; libcurl resends
- * a request whose kept-alive connection died without telling): whether the object
- * stored under key is ours, by a HEAD and its ETag (count 0: the plain MD5 given, else the multipart form of count parts with
- * md5 the MD5 of their MD5s). 1: ours, its ETag in etag_out, the pending exception
- * dropped; 0: not ours or cannot tell (SSE-KMS, SSE-C, the HEAD failed), the
- * pending exception kept. */
+ * committed (412 to If-None-Match: *, NoSuchUpload to a Complete) and one had
+ * handed over the body (s3_call.sent_before): whether the object stored under key
+ * is ours, by a HEAD and its ETag (count 0: the plain MD5 given, else the
+ * multipart form of count parts with md5 the MD5 of their MD5s). 1: ours, its
+ * ETag in etag_out, the pending exception dropped; 0: not ours or cannot tell
+ * (SSE-KMS, SSE-C, the HEAD failed), the pending exception kept. */
 int mpu_ours_after_retry(Client *c, const char *key, const unsigned char md5[16], int count,
                          char etag_out[MPU_ETAG_MAX]);
 /* With the GIL: deletes the object whose ETag did not match (errors dropped) and

@@ -694,9 +694,13 @@ call_run(s3_call *k)
         if (call_attempt_begin(k) < 0)
             return;
         rc = xfer_perform(&c->pool, &c->opts, &k->req);
+        if (k->req.rewound)
+            k->sent_before = 1;
         next = call_attempt_end(k, rc, &attempt, &delay);
         if (next != CALL_AGAIN)
             return;
+        if (k->has_body && (k->req.body_pos > 0 || k->body_len == 0))
+            k->sent_before = 1;
         xfer_sleep(delay);
     }
 }

@@ -66,6 +66,8 @@ typedef struct {
     cred_set *creds;                 /* what this call signs with; NULL: unsigned */
     int creds_refused;               /* ExpiredToken and the like: renew, run again */
     int creds_retried;
+    int sent_before;                 /* an earlier attempt, ours or libcurl's, handed
+                                      * the server the body: it may have been stored */
     struct curl_slist *attempt_headers;  /* the signed headers of the attempt in flight */
     char signature[65];              /* the last attempt's, kept out of error texts */
     char payload_hash[65];

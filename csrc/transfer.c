@@ -363,6 +363,8 @@ on_seek(void *ud, curl_off_t offset, int origin)
 
     if (origin != SEEK_SET || offset < 0 || (size_t)offset > r->body_len)
         return CURL_SEEKFUNC_CANTSEEK;
+    if ((size_t)offset < r->body_pos)
+        r->rewound = 1;
     r->body_pos = (size_t)offset;
     return CURL_SEEKFUNC_OK;
 }
@@ -377,6 +379,7 @@ xfer_setup(CURL *h, const xfer_opts *o, xfer_request *r)
     r->errbuf[0] = '\0';
     r->sink_failed = 0;
     r->body_pos = 0;
+    r->rewound = 0;
     r->last_move = now_s();
     r->moved = 0;
     r->stall_limit_s = o->read_timeout_s;

@@ -71,6 +71,9 @@ typedef struct {
     char errbuf[CURL_ERROR_SIZE];
     int sink_failed;
     size_t body_pos;
+    int rewound;                   /* libcurl took the body back to send it again
+                                    * (its own resend on a kept-alive connection
+                                    * that died, not seen as an attempt) */
     /* the read timeout's watch: when a byte last moved either way (monotonic
      * seconds), the body bytes counted then, and whether the sink paused us */
     double last_move;

@@ -282,10 +282,11 @@ writer_put(Writer *w)
         return NULL;
     call_set_body(&w->put, w->pending.data, w->pending.len);
     if (call_perform(&w->put) < 0) {
-        /* a 412: if the object stored is ours, an earlier attempt stored it and
-         * its reply was lost (a retry of ours, or libcurl's own on a kept-alive
-         * connection that died: that one is not seen here) */
-        if (!w->if_none_match || w->put.req.status != 412 ||
+        /* a 412 after an earlier attempt (ours, or libcurl's own resend on a
+         * kept-alive connection that died) handed over the body: if the object
+         * stored is ours, that attempt stored it and its reply was lost. Without
+         * one, the name was taken by another writer, whatever its bytes. */
+        if (!w->if_none_match || w->put.req.status != 412 || !w->put.sent_before ||
             EVP_DecodeBlock(md5, (const unsigned char *)w->put.content_md5, 24) != 18 ||
             mpu_ours_after_retry(w->client, w->put.key, md5, 0, stored) != 1)
             return NULL;

@@ -1,5 +1,5 @@
 """The soak's CI slice: bench/soak.py (what `make soak` runs for 10 minutes) in a
-subprocess, 8 threads for 30 s on the Ceph RGW of the RGW run and for 8 s on moto
+subprocess, 8 threads for 30 s on the Ceph RGW of the RGW run and for 12 s on moto
 (the suite runs three times on moto). The same assertions as the long run: exit
 status 0, no error, every kind of operation done, no growth of the resident set at
 rest, fds and connections within the pools' bounds, nothing left in the bucket."""

@@ -470,15 +470,13 @@ def test_a_hostile_upload_id_is_refused_before_any_part(upload_id: bytes) -> Non
 def test_parts_are_in_flight_at_once(inflight: int) -> None:
     with MiniS3(delay=0.3) as fake:
         c = fake_client(fake)
-        start = time.monotonic()
         with c.writer("concurrent", part_size=5 * MiB, threshold=0,
                       max_inflight=inflight) as w:
             w.write(data(16 * MiB))
-        elapsed = time.monotonic() - start
         assert len(fake.parts) == 4
+        # the server saw this many parts at once (each held 0.3 s): concurrency by
+        # count, not by a wall-clock bound that a loaded 2-core runner can break
         assert fake.max_active == inflight
-        if inflight == 3:
-            assert elapsed < 4 * 0.3   # not one after the other
 
 
 def test_a_busy_pool_bounds_the_parts_and_never_deadlocks() -> None:
