@@ -41,6 +41,7 @@ typedef struct {
     pid_t pid;                /* the process whose handles `multi` and `h` are */
     /* ---- below: C only, touched without the GIL by the busy thread ---- */
     CURLM *multi;
+    curl_socket_t multi_sock; /* the socket of the connection `multi` keeps, if known */
     CURL *h;                  /* the open transfer's handle; NULL: none */
     s3_call call;             /* the GET of that transfer (or the next attempt's) */
     int call_live;            /* call_free() is due */
@@ -433,6 +434,7 @@ reader_start(Reader *r)
     if (h == NULL)
         return reader_fail(r, "ClientError", "cannot create a connection handle");
     xfer_setup(h, &c->opts, &r->call.req);
+    r->call.req.sock = r->multi_sock;   /* the multi's connection, not the handle's */
     if (curl_multi_add_handle(r->multi, h) != CURLM_OK) {
         xfer_finish(h, &r->call.req, CURLE_OK);
         xfer_give(&c->pool, h);
@@ -456,6 +458,7 @@ reader_done(Reader *r, CURLcode rc)
 
     curl_multi_remove_handle(r->multi, h);
     xr = xfer_finish(h, &r->call.req, rc);
+    r->multi_sock = r->call.req.sock;
     xfer_give(&r->client->pool, h);
     r->h = NULL;
     r->paused = 0;
@@ -704,6 +707,7 @@ reader_forget_parent(Reader *r)
     r->h = NULL;
     r->paused = 0;
     r->multi = NULL;
+    r->multi_sock = CURL_SOCKET_BAD;
 }
 
 static int
@@ -722,7 +726,7 @@ reader_enter(Reader *r)
     if (r->multi == NULL) {
         if (client_check_fork(r->client) < 0)
             return -1;
-        if ((r->multi = xfer_multi_take(&r->client->pool)) == NULL) {
+        if ((r->multi = xfer_multi_take(&r->client->pool, &r->multi_sock)) == NULL) {
             PyErr_NoMemory();
             return -1;
         }
@@ -901,7 +905,7 @@ reader_release(Reader *r)
     }
     if (r->multi) {
         /* with the connection of a body read to its end, for the next Reader */
-        xfer_multi_give(&r->client->pool, r->multi);
+        xfer_multi_give(&r->client->pool, r->multi, r->multi_sock);
         r->multi = NULL;
     }
     gz_end(&r->gz);
@@ -1027,7 +1031,7 @@ reader_open(Client *c, PyObject *key, int decompress, Py_ssize_t buffer_size, in
     r->attempt = 1;
     if (client_check_fork(c) < 0)
         goto fail;
-    r->multi = xfer_multi_take(&c->pool);
+    r->multi = xfer_multi_take(&c->pool, &r->multi_sock);
     r->md5 = EVP_MD_CTX_new();
     if (r->multi == NULL || r->md5 == NULL) {
         PyErr_NoMemory();

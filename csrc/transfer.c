@@ -7,6 +7,9 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 int
 xfer_global_init(void)
@@ -61,9 +64,12 @@ xfer_pool_init(xfer_pool *p, int max)
         max = 1;
     p->idle = calloc((size_t)max, sizeof(CURL *));
     p->idle_multi = calloc((size_t)max, sizeof(CURLM *));
-    if (p->idle == NULL || p->idle_multi == NULL || share_setup(p) < 0) {
+    p->idle_multi_sock = calloc((size_t)max, sizeof(curl_socket_t));
+    if (p->idle == NULL || p->idle_multi == NULL || p->idle_multi_sock == NULL ||
+        share_setup(p) < 0) {
         free(p->idle);
         free(p->idle_multi);
+        free(p->idle_multi_sock);
         return -1;
     }
     pthread_mutex_init(&p->lock, NULL);
@@ -116,6 +122,7 @@ xfer_pool_destroy(xfer_pool *p)
     /* else: a child that never made a request; the handles are the parent's */
     free(p->idle);
     free(p->idle_multi);
+    free(p->idle_multi_sock);
     memset(p, 0, sizeof(*p));
 }
 
@@ -206,13 +213,16 @@ xfer_give(xfer_pool *p, CURL *h)
 }
 
 CURLM *
-xfer_multi_take(xfer_pool *p)
+xfer_multi_take(xfer_pool *p, curl_socket_t *sock)
 {
     CURLM *m = NULL;
 
+    *sock = CURL_SOCKET_BAD;
     pthread_mutex_lock(&p->lock);
-    if (p->nidle_multi > 0)
+    if (p->nidle_multi > 0) {
         m = p->idle_multi[--p->nidle_multi];
+        *sock = p->idle_multi_sock[p->nidle_multi];
+    }
     pthread_mutex_unlock(&p->lock);
     if (m == NULL && (m = curl_multi_init()) != NULL)
         curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, 1L);
@@ -220,14 +230,16 @@ xfer_multi_take(xfer_pool *p)
 }
 
 void
-xfer_multi_give(xfer_pool *p, CURLM *m)
+xfer_multi_give(xfer_pool *p, CURLM *m, curl_socket_t sock)
 {
     int keep;
 
     pthread_mutex_lock(&p->lock);
     keep = p->nidle_multi < p->max;
-    if (keep)
+    if (keep) {
+        p->idle_multi_sock[p->nidle_multi] = sock;
         p->idle_multi[p->nidle_multi++] = m;
+    }
     pthread_mutex_unlock(&p->lock);
     if (!keep)
         curl_multi_cleanup(m);   /* closes the connection it kept */
@@ -281,6 +293,35 @@ on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port, int loca
 }
 #endif
 
+/* The ACK of what just arrived goes now, not after the delayed-ACK timer: a server
+ * that writes the headers and the body in two sends (Ceph RGW does) holds the body
+ * back (Nagle) until the headers are acknowledged, 40 ms on Linux. The flag is not
+ * sticky, so it is set again at each response. The socket is the one the handle
+ * kept from its last transfer, or the one opened for this one (on_sockopt);
+ * best effort: a setsockopt that fails changes nothing. */
+static void
+ack_now(const xfer_request *r)
+{
+#ifdef TCP_QUICKACK
+    int one = 1;
+
+    if (r->sock != CURL_SOCKET_BAD)
+        (void)setsockopt(r->sock, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+#else
+    (void)r;
+#endif
+}
+
+static int
+on_sockopt(void *ud, curl_socket_t s, curlsocktype purpose)
+{
+    xfer_request *r = ud;
+
+    if (purpose == CURLSOCKTYPE_IPCXN)
+        r->sock = s;
+    return CURL_SOCKOPT_OK;
+}
+
 static size_t
 on_header(char *p, size_t size, size_t n, void *ud)
 {
@@ -301,6 +342,7 @@ on_header(char *p, size_t size, size_t n, void *ud)
             status = status * 10 + (p[i] - '0');
         buf_clear(&r->head);
         r->status = digits == 3 && (i == l || p[i] == ' ') ? status : 0;
+        ack_now(r);
         return len;
     }
     if (l == 0)
@@ -374,6 +416,11 @@ xfer_setup(CURL *h, const xfer_opts *o, xfer_request *r)
 {
     int upload = r->body != NULL || strcmp(r->method, "PUT") == 0;
 
+    /* the connection the handle kept, if any (libcurl knows it between transfers
+     * only); a new one replaces it in on_sockopt */
+    r->sock = CURL_SOCKET_BAD;
+    if (curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &r->sock) != CURLE_OK)
+        r->sock = CURL_SOCKET_BAD;
     r->status = 0;
     r->curl_rc = CURLE_OK;
     r->errbuf[0] = '\0';
@@ -414,6 +461,8 @@ xfer_setup(CURL *h, const xfer_opts *o, xfer_request *r)
     curl_easy_setopt(h, CURLOPT_SEEKDATA, r);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
+    curl_easy_setopt(h, CURLOPT_SOCKOPTDATA, r);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(h, CURLOPT_PRIVATE, r);
@@ -446,6 +495,8 @@ xfer_finish(CURL *h, xfer_request *r, CURLcode rc)
     curl_easy_setopt(h, CURLOPT_READDATA, NULL);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, NULL);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, NULL);
+    curl_easy_setopt(h, CURLOPT_SOCKOPTDATA, NULL);
+    curl_easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, NULL);
     curl_easy_setopt(h, CURLOPT_SEEKDATA, NULL);
     curl_easy_setopt(h, CURLOPT_XFERINFODATA, NULL);
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 1L);

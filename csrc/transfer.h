@@ -25,6 +25,7 @@ typedef struct {
     CURL **idle;          /* LIFO of handles not in use */
     int nidle;
     CURLM **idle_multi;   /* LIFO of multi handles not in use, each with its connection */
+    curl_socket_t *idle_multi_sock;  /* that connection's socket, as far as known */
     int nidle_multi;
     int created;
     int max;
@@ -64,6 +65,7 @@ typedef struct {
     xfer_sink sink;                /* NULL: a 2xx body goes into `body_out` */
     void *sink_ud;
     /* out: reset by each xfer_perform() */
+    curl_socket_t sock;            /* the attempt's socket, as far as known */
     long status;
     buf_t head;                    /* header lines of the final response, "name: value\n" */
     buf_t body_out;                /* 2xx body without a sink; error bodies (capped) */
@@ -113,9 +115,12 @@ void xfer_give(xfer_pool *p, CURL *h);
  * multi handle's cache, not the easy handle's: the pool keeps idle multi handles
  * (most recently used first) with the one connection each kept, so that the next
  * driver to the same server reuses it. Give it back with no transfer in it; a
- * full pool closes it. NULL: out of memory. Pure C, any thread. */
-CURLM *xfer_multi_take(xfer_pool *p);
-void xfer_multi_give(xfer_pool *p, CURLM *m);
+ * full pool closes it. NULL: out of memory. Pure C, any thread. *sock gets the
+ * socket of the connection it kept as far as known (xfer_request.sock of its last
+ * transfer, given back with it), or CURL_SOCKET_BAD: libcurl tells the socket of a
+ * multi handle's connection to no one between transfers. */
+CURLM *xfer_multi_take(xfer_pool *p, curl_socket_t *sock);
+void xfer_multi_give(xfer_pool *p, CURLM *m, curl_socket_t sock);
 
 /* The value of a response header (case-insensitive name), or NULL. */
 const char *xfer_header(const xfer_request *r, const char *name, size_t *len);
