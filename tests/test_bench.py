@@ -219,3 +219,26 @@ def test_fault_proxy_resets_and_cuts_bodies_short() -> None:
             assert b"Content-Length: 1000" in head and body == b"x" * 500   # then a FIN
     with pytest.raises(ValueError, match="unknown fault"):
         Rule("explode")
+
+
+def test_large_ratios_are_of_wall_time_and_of_storage_time_for_reads_only() -> None:
+    large = _bench_module("large")
+    MiB = 1 << 20
+    runs = []
+    for impl, save, source, read, hashing in (("ours", 2.0, 0.3, 1.0, 0.5),
+                                              ("dss015", 3.0, 1.8, 2.0, 0.5)):
+        runs.append(dict(impl=impl, op="save", size=256 * MiB, seconds=save,
+                         source_seconds=source, storage_seconds=save - source,
+                         peak_rss_growth=MiB))
+        runs.append(dict(impl=impl, op="read", size=256 * MiB, seconds=read,
+                         hash_seconds=hashing, storage_seconds=read - hashing,
+                         peak_rss_growth=MiB))
+    rows = {(r["op"], r["impl"]): r for r in large.summarize(runs, ["ours", "dss015"])}
+    # a save's source time depends on how the storage pulls the file: wall only
+    assert rows[("save", "dss015")]["ratio_to_ours"] == pytest.approx(1.5)
+    assert "storage_ratio_to_ours" not in rows[("save", "dss015")]
+    assert rows[("read", "dss015")]["ratio_to_ours"] == pytest.approx(2.0)
+    assert rows[("read", "dss015")]["storage_ratio_to_ours"] == pytest.approx(3.0)
+    met = {t["what"]: t["met"] for t in large.targets(list(rows.values()))}
+    assert met["save 256 MiB: >= 1.5x faster than django-s3-storage 0.15.0"] is True
+    assert met["read 256 MiB: >= 1.5x faster than django-s3-storage 0.15.0"] is True
