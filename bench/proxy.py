@@ -133,7 +133,9 @@ class CountingProxy:
             task.cancel()
         self._loop.call_later(0.05, self._loop.stop)
 
-    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+    def _admit(self, client_w: asyncio.StreamWriter) -> bool:
+        """Counts a new client connection and tracks its task; False (the client
+        closed) when max_connections are open."""
         task = asyncio.current_task()
         assert task is not None
         with self._lock:
@@ -143,8 +145,13 @@ class CountingProxy:
                 self.connections += 1
         if full:
             client_w.close()
-            return
+            return False
         self._tasks.add(task)
+        return True
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        if not self._admit(client_w):
+            return
         server_w: asyncio.StreamWriter | None = None
         try:
             server_r, server_w = await asyncio.wait_for(
@@ -164,7 +171,7 @@ class CountingProxy:
                     w.close()
             with self._lock:
                 self._open -= 1
-            self._tasks.discard(task)
+            self._tasks.discard(asyncio.current_task())
 
     async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, direction: str,
                     delay: float) -> None:
@@ -416,17 +423,8 @@ class FaultProxy(CountingProxy):
         if not self.rules:
             await super()._serve(client_r, client_w)
             return
-        task = asyncio.current_task()
-        assert task is not None
-        with self._lock:
-            full = self._open >= self.max_connections
-            if not full:
-                self._open += 1
-                self.connections += 1
-        if full:
-            client_w.close()
+        if not self._admit(client_w):
             return
-        self._tasks.add(task)
         server: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         try:
             while True:
@@ -442,7 +440,7 @@ class FaultProxy(CountingProxy):
                     w.close()
             with self._lock:
                 self._open -= 1
-            self._tasks.discard(task)
+            self._tasks.discard(asyncio.current_task())
 
     async def _exchange(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter,
                         server: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None
