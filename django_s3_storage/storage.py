@@ -7,16 +7,21 @@ changing anything.
 """
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 import os
 import posixpath
 import re
 import tempfile
+import threading
+import time
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone as dt_timezone
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urljoin
 
 from django.conf import settings
@@ -222,6 +227,38 @@ class _Settings(SimpleNamespace):
 
 def _to_posix(name: str) -> str:
     return name.replace(os.sep, "/") if os.sep != "/" else name
+
+
+class _Collecting:
+    """One collectstatic run on a storage (S3Storage.collecting()): the prefix as
+    one listing took it when the run began, kept current by the run's own writes;
+    deletes held back until the end (a name saved again is overwritten instead);
+    uploads running on a pool of threads (the C client releases the GIL while it
+    waits), all waited for and checked when the run ends."""
+
+    def __init__(self, storage: S3Storage) -> None:
+        self.thread = threading.get_ident()
+        # key -> (stored size, ETag, LastModified epoch, uncompressed size or None)
+        self.listed: dict[str, tuple[int, str, float, int | None]] = {}
+        self.deleted: set[str] = set()     # deletes held back
+        self.pending: dict[str, Future[None]] = {}
+        self.workers = max(1, int(storage.settings.AWS_S3_MAX_POOL_CONNECTIONS))
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="s3-collect")
+        self.window = threading.BoundedSemaphore(self.workers * 4)   # bodies held in memory
+        self.errors: list[BaseException] = []
+        self.dirs: set[str] | None = None
+        self.puts = self.skipped = 0
+        # post_process's files: name -> (source storage, its name), the same bytes
+        self.sources: dict[str, tuple[Any, str]] = {}
+
+    def active(self) -> bool:
+        return threading.get_ident() == self.thread
+
+    def wait(self, key: str) -> None:
+        """Waits for the upload of `key`, if one runs; its failure is raised."""
+        future = self.pending.pop(key, None)
+        if future is not None:
+            future.result()
 
 
 @deconstructible
@@ -638,6 +675,18 @@ class S3Storage(Storage):
         if not isinstance(content_type, str) or not content_type or \
                 _header_problem(content_type, _CONTENT_TYPE_MAX) is not None:
             content_type = self._content_type(name)
+        run = self._collecting_run()
+        if run is not None:
+            saved = self._save_collecting(run, name, content, content_type, conditional)
+            if saved is not None:
+                return saved
+            key = self._object_key(name)
+            run.wait(key)
+            if key in run.deleted:   # overwritten instead of deleted
+                run.deleted.discard(key)
+                conditional = False
+            run.listed[key] = (0, "", time.time(), None)   # stored below, or raised
+            run.dirs = None
         source, spool, copy = content, None, None
         gzip_size = None
         if s.AWS_S3_GZIP and self._compressible(content_type):
@@ -698,6 +747,20 @@ class S3Storage(Storage):
         """A file that streams: reads fetch the object lazily, writes go up as they
         come and are stored on close()."""
         key = self._object_key(name)
+        run = self._collecting_run()
+        if run is not None:
+            run.wait(key)
+            if key in run.deleted:    # a delete held back: it goes now
+                run.deleted.discard(key)
+                run.listed.pop(key, None)
+                run.dirs = None
+                self._client.delete_object(key)
+        if run is not None and mode in READ_MODES and key not in run.pending:
+            source = run.sources.get(_to_posix(name))
+            entry = run.listed.get(key)
+            if source is not None and entry is not None and entry[1]:
+                # collectstatic copied it from there (or skipped it as unmodified)
+                return source[0].open(source[1], mode)
         if mode in READ_MODES:
             return S3File(self._client.reader(key, decompress=True), name, self, mode)
         if mode in WRITE_MODES:
@@ -706,6 +769,131 @@ class S3Storage(Storage):
             return S3WriteFile(self._writer(key, params), name, self, mode)
         raise ValueError(f"S3 files open for reading ({', '.join(READ_MODES)}) or for "
                          f"writing ({', '.join(WRITE_MODES)}), not {mode!r}")
+
+    # ---- collectstatic ----------------------------------------------------------
+
+    _run: _Collecting | None = None
+
+    def _collecting_run(self) -> _Collecting | None:
+        run = self._run
+        return run if run is not None and run.active() else None
+
+    @contextmanager
+    def collecting(self) -> Iterator[None]:
+        """collectstatic's run (the package's collectstatic command enters it): one
+        listing of the prefix answers exists() and the modified times, a PUT whose
+        bytes the listed object has already (its ETag is their MD5) is not sent,
+        a DELETE followed by a save of the same name is not sent, and the uploads
+        run concurrently; every one is waited for and checked before this returns,
+        every failure raised. Only the thread that entered sees the listing: other
+        threads, and everything after the run, ask the server as always."""
+        if self._run is not None:
+            raise RuntimeError("collecting() is already active on this storage")
+        run = _Collecting(self)
+        base = self._prefix + "/" if self._prefix else ""
+        for page in self._iter_pages(base or None, None):
+            for key, size, etag, stamp, _class in page["Contents"]:
+                run.listed[key] = (size, etag, stamp, None)
+        self._run = run
+        failed: BaseException | None = None
+        try:
+            yield
+        except BaseException as e:
+            failed = e
+            raise
+        finally:
+            self._run = None
+            errors = self._finish_run(run)
+            if errors and failed is None:
+                if len(errors) == 1:
+                    raise errors[0]
+                raise ExceptionGroup(f"{len(errors)} requests of collectstatic failed", errors)
+            if errors and failed is not None:
+                for e in errors:
+                    failed.add_note(f"also failed: {e!r}")
+
+    def _finish_run(self, run: _Collecting) -> list[BaseException]:
+        """Waits for every upload, then sends the deletes held back; the failures."""
+        errors = list(run.errors)
+        for future in run.pending.values():
+            try:
+                future.result()
+            except BaseException as e:   # noqa: BLE001 - every failure is raised
+                errors.append(e)
+        run.pending.clear()
+        deletes = [run.pool.submit(self._client.delete_object, key) for key in sorted(run.deleted)]
+        for future in deletes:
+            try:
+                future.result()
+            except BaseException as e:   # noqa: BLE001
+                errors.append(e)
+        run.pool.shutdown(wait=True)
+        return errors
+
+    def _run_exists(self, run: _Collecting, key: str) -> bool:
+        if key in run.listed and key not in run.deleted:
+            return True
+        if run.dirs is None:
+            run.dirs = set()
+            for k in run.listed:
+                if k in run.deleted:
+                    continue
+                parts = k.split("/")
+                for i in range(1, len(parts)):
+                    run.dirs.add("/".join(parts[:i]))
+        return key in run.dirs
+
+    def _save_collecting(self, run: _Collecting, name: str, content: Any, content_type: str,
+                         conditional: bool) -> str | None:
+        """_save inside collecting(): the upload queued (or skipped when the listed
+        object has these bytes); None for a body too big to hold in memory, which
+        goes the usual way."""
+        s = self.settings
+        key = self._object_key(name)
+        try:
+            size = content.size
+        except (AttributeError, OSError, TypeError, ValueError):
+            return None
+        if not isinstance(size, int) or size > s.AWS_S3_MULTIPART_THRESHOLD:
+            return None
+        body = b"".join(self._chunks(content))
+        gzip_size = None
+        if s.AWS_S3_GZIP and self._compressible(content_type):
+            packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+            packed = packer.compress(body) + packer.flush()
+            if len(packed) < len(body):
+                body, gzip_size = packed, len(body)
+        params = self._put_params(name, self._max_age_for(name))
+        params["content_type"] = content_type
+        if gzip_size is not None:
+            params["content_encoding"] = "gzip"
+            params["metadata"][UNCOMPRESSED_SIZE_META_KEY] = str(gzip_size)
+            self._check_metadata_total(params["metadata"])
+        run.wait(key)
+        digest = '"' + hashlib.md5(body, usedforsecurity=False).hexdigest() + '"'
+        was = run.listed.get(key)
+        replacing = key in run.deleted
+        run.deleted.discard(key)
+        if was is not None and was[1] == digest and (replacing or not conditional):
+            run.skipped += 1
+            run.listed[key] = (was[0], was[1], was[2], gzip_size)
+            return name
+        run.listed[key] = (len(body), digest, time.time(), gzip_size)
+        run.dirs = None
+        run.window.acquire()
+        future = run.pool.submit(self._put_body, run, key, params, body,
+                                 conditional and not replacing)
+        run.pending[key] = future
+        run.puts += 1
+        return name
+
+    def _put_body(self, run: _Collecting, key: str, params: dict[str, Any], body: bytes,
+                  conditional: bool) -> None:
+        try:
+            with self._writer(key, params, len(body), if_none_match=conditional) as w:
+                w.write(body)
+        finally:
+            run.window.release()
 
     def meta(self, name: str) -> dict[str, Any]:
         """The object's headers in the shape of boto3's head_object."""
@@ -720,13 +908,24 @@ class S3Storage(Storage):
         return meta
 
     def delete(self, name: str) -> None:
-        self._client.delete_object(self._object_key(name))
+        key = self._object_key(name)
+        run = self._collecting_run()
+        if run is not None:
+            run.wait(key)
+            if key in run.listed:
+                run.deleted.add(key)    # sent at the end, unless the name is saved again
+                run.dirs = None
+                return
+        self._client.delete_object(key)
 
     def exists(self, name: str) -> bool:
         # False only for not-found: anything else raises, or get_available_name
         # could overwrite a file that exists.
         name = _to_posix(name)
         key = self._get_key_name(name)
+        run = self._collecting_run()
+        if run is not None and not name.endswith("/") and key != self._prefix:
+            return self._run_exists(run, key)
         if name.endswith("/") or key == self._prefix:   # "", "/", ".", "a/..": the root
             return self._dir_exists(name)
         try:
@@ -799,6 +998,13 @@ class S3Storage(Storage):
         return dirs, files
 
     def size(self, name: str) -> int:
+        run = self._collecting_run()
+        if run is not None:
+            key = self._object_key(name)
+            entry = run.listed.get(key)
+            if entry is not None and key not in run.deleted and key in run.pending:
+                return entry[3] if entry[3] is not None else entry[0]
+            run.wait(key)
         meta = self.meta(name)
         if meta.get("ContentEncoding") == "gzip":
             for k in _UNCOMPRESSED_SIZE_KEYS:
@@ -841,6 +1047,13 @@ class S3Storage(Storage):
     # ---- times -------------------------------------------------------------------
 
     def _last_modified(self, name: str) -> datetime:
+        run = self._collecting_run()
+        if run is not None:
+            key = self._object_key(name)
+            entry = run.listed.get(key)
+            if entry is None or key in run.deleted:
+                raise FileNotFoundError(f"{name!r} is not in the bucket")
+            return datetime.fromtimestamp(entry[2], dt_timezone.utc)
         return self.meta(name)["LastModified"]
 
     def modified_time(self, name: str) -> datetime:
@@ -951,6 +1164,9 @@ class ManifestStaticS3Storage(ManifestFilesMixin, StaticS3Storage):
 
     def post_process(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
         self._hashing = True
+        run = self._collecting_run()
+        if run is not None and args and isinstance(args[0], dict):
+            run.sources = {_to_posix(k): v for k, v in args[0].items()}
         try:
             yield from super().post_process(*args, **kwargs)
         finally:
