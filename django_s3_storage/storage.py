@@ -27,7 +27,7 @@ from urllib.parse import urljoin
 from django.conf import settings
 from django.contrib.staticfiles.storage import ManifestFilesMixin
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
-from django.core.files.base import File
+from django.core.files.base import ContentFile, File
 from django.core.files.storage import Storage
 from django.core.signals import setting_changed
 from django.utils import timezone
@@ -246,10 +246,33 @@ class _Collecting:
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="s3-collect")
         self.window = threading.BoundedSemaphore(self.workers * 4)   # bodies held in memory
         self.errors: list[BaseException] = []
-        self.dirs: set[str] | None = None
+        self.dirs: dict[str, int] = {}    # "directory" -> live keys under it
         self.puts = self.skipped = 0
+        # (MD5 of a body, compressible) -> (the stored bytes' ETag, the size before gzip)
+        self.packs: dict[tuple[bytes, bool], tuple[str, int | None]] = {}
         # post_process's files: name -> (source storage, its name), the same bytes
         self.sources: dict[str, tuple[Any, str]] = {}
+
+    def live(self, key: str) -> bool:
+        return key in self.listed and key not in self.deleted
+
+    def _count(self, key: str, step: int) -> None:
+        parts = key.split("/")
+        for i in range(1, len(parts)):
+            d = "/".join(parts[:i])
+            self.dirs[d] = self.dirs.get(d, 0) + step
+
+    def put(self, key: str, entry: tuple[int, str, float, int | None]) -> None:
+        """`key` holds `entry` from now on."""
+        if not self.live(key):
+            self._count(key, 1)
+        self.listed[key] = entry
+        self.deleted.discard(key)
+
+    def hold_delete(self, key: str) -> None:
+        if self.live(key):
+            self._count(key, -1)
+        self.deleted.add(key)
 
     def active(self) -> bool:
         return threading.get_ident() == self.thread
@@ -683,10 +706,8 @@ class S3Storage(Storage):
             key = self._object_key(name)
             run.wait(key)
             if key in run.deleted:   # overwritten instead of deleted
-                run.deleted.discard(key)
                 conditional = False
-            run.listed[key] = (0, "", time.time(), None)   # stored below, or raised
-            run.dirs = None
+            run.put(key, (0, "", time.time(), None))   # stored below, or raised
         source, spool, copy = content, None, None
         gzip_size = None
         if s.AWS_S3_GZIP and self._compressible(content_type):
@@ -753,7 +774,6 @@ class S3Storage(Storage):
             if key in run.deleted:    # a delete held back: it goes now
                 run.deleted.discard(key)
                 run.listed.pop(key, None)
-                run.dirs = None
                 self._client.delete_object(key)
         if run is not None and mode in READ_MODES and key not in run.pending:
             source = run.sources.get(_to_posix(name))
@@ -793,7 +813,7 @@ class S3Storage(Storage):
         base = self._prefix + "/" if self._prefix else ""
         for page in self._iter_pages(base or None, None):
             for key, size, etag, stamp, _class in page["Contents"]:
-                run.listed[key] = (size, etag, stamp, None)
+                run.put(key, (size, etag, stamp, None))
         self._run = run
         failed: BaseException | None = None
         try:
@@ -831,17 +851,7 @@ class S3Storage(Storage):
         return errors
 
     def _run_exists(self, run: _Collecting, key: str) -> bool:
-        if key in run.listed and key not in run.deleted:
-            return True
-        if run.dirs is None:
-            run.dirs = set()
-            for k in run.listed:
-                if k in run.deleted:
-                    continue
-                parts = k.split("/")
-                for i in range(1, len(parts)):
-                    run.dirs.add("/".join(parts[:i]))
-        return key in run.dirs
+        return run.live(key) or run.dirs.get(key, 0) > 0
 
     def _save_collecting(self, run: _Collecting, name: str, content: Any, content_type: str,
                          conditional: bool) -> str | None:
@@ -857,29 +867,38 @@ class S3Storage(Storage):
         if not isinstance(size, int) or size > s.AWS_S3_MULTIPART_THRESHOLD:
             return None
         body = b"".join(self._chunks(content))
+        gzip = bool(s.AWS_S3_GZIP and self._compressible(content_type))
+        # post-processing saves a file again in each pass: compressed once
+        known = run.packs.get((hashlib.md5(body, usedforsecurity=False).digest(), gzip))
+        run.wait(key)
+        was = run.listed.get(key)
+        replacing = key in run.deleted
+        if known is not None and was is not None and was[1] == known[0] and (
+                replacing or not conditional):
+            run.skipped += 1
+            run.put(key, (was[0], was[1], was[2], known[1]))
+            return name
+        raw = body
         gzip_size = None
-        if s.AWS_S3_GZIP and self._compressible(content_type):
-            packer = zlib.compressobj(9, zlib.DEFLATED, 31)
-            packed = packer.compress(body) + packer.flush()
-            if len(packed) < len(body):
-                body, gzip_size = packed, len(body)
+        if gzip:
+            packed = self._gzipped(ContentFile(body))
+            if packed is not None:
+                spool, gzip_size = packed
+                with spool:
+                    body = spool.read()
         params = self._put_params(name, self._max_age_for(name))
         params["content_type"] = content_type
         if gzip_size is not None:
             params["content_encoding"] = "gzip"
             params["metadata"][UNCOMPRESSED_SIZE_META_KEY] = str(gzip_size)
             self._check_metadata_total(params["metadata"])
-        run.wait(key)
         digest = '"' + hashlib.md5(body, usedforsecurity=False).hexdigest() + '"'
-        was = run.listed.get(key)
-        replacing = key in run.deleted
-        run.deleted.discard(key)
+        run.packs[(hashlib.md5(raw, usedforsecurity=False).digest(), gzip)] = (digest, gzip_size)
         if was is not None and was[1] == digest and (replacing or not conditional):
             run.skipped += 1
-            run.listed[key] = (was[0], was[1], was[2], gzip_size)
+            run.put(key, (was[0], was[1], was[2], gzip_size))
             return name
-        run.listed[key] = (len(body), digest, time.time(), gzip_size)
-        run.dirs = None
+        run.put(key, (len(body), digest, time.time(), gzip_size))
         run.window.acquire()
         future = run.pool.submit(self._put_body, run, key, params, body,
                                  conditional and not replacing)
@@ -913,8 +932,7 @@ class S3Storage(Storage):
         if run is not None:
             run.wait(key)
             if key in run.listed:
-                run.deleted.add(key)    # sent at the end, unless the name is saved again
-                run.dirs = None
+                run.hold_delete(key)    # sent at the end, unless the name is saved again
                 return
         self._client.delete_object(key)
 
