@@ -26,6 +26,7 @@ from urllib.parse import urljoin
 
 from django.conf import settings
 from django.contrib.staticfiles.storage import ManifestFilesMixin
+from django.contrib.staticfiles.utils import matches_patterns
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import Storage
@@ -93,6 +94,9 @@ _NAME_TAKEN = ("PreconditionFailed", "ConditionalRequestConflict")
 # Inside save(): (the name asked for, max_length), so that _save can pick the next
 # free name as save() would; None when _save is called directly (collectstatic's
 # post-processing and its manifest overwrite on purpose).
+# collectstatic: the bytes of rewritten files (css, js) held back while
+# post-processing runs, at most
+_HELD_MAX = 64 * 1024 * 1024
 _SAVING: ContextVar[tuple[str, int | None] | None] = ContextVar("_SAVING", default=None)
 # Attribute and keyword names whose values never show in a repr (Django's reporter
 # prints locals with repr even when DEBUG hides nothing else).
@@ -242,6 +246,13 @@ class _Collecting:
         self.listed: dict[str, tuple[int, str, float, int | None]] = {}
         self.deleted: set[str] = set()     # deletes held back
         self.pending: dict[str, Future[None]] = {}
+        # uploads held back while post-processing runs: a file it saves in one pass
+        # and deletes in the next (a css whose references changed) is never sent
+        self.holding = False
+        self.held: dict[str, tuple[Any, ...]] = {}
+        self.held_bytes = 0
+        self.sent: set[str] = set()      # keys the server has: listed, or uploaded
+        self.submit: Callable[..., Future[None]] | None = None
         self.workers = max(1, int(storage.settings.AWS_S3_MAX_POOL_CONNECTIONS))
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="s3-collect")
         self.window = threading.BoundedSemaphore(self.workers * 4)   # bodies held in memory
@@ -277,8 +288,30 @@ class _Collecting:
     def active(self) -> bool:
         return threading.get_ident() == self.thread
 
+    def upload(self, key: str, args: tuple[Any, ...], hold: bool = False) -> None:
+        if hold and self.holding and self.held_bytes + len(args[2]) <= _HELD_MAX:
+            self.held[key] = args
+            self.held_bytes += len(args[2])
+            return
+        assert self.submit is not None
+        self.window.acquire()
+        self.pending[key] = self.submit(*args)
+        self.sent.add(key)
+        self.puts += 1
+
+    def release(self) -> None:
+        """Sends the uploads held back."""
+        self.holding = False
+        held, self.held, self.held_bytes = self.held, {}, 0
+        for key, args in held.items():
+            self.upload(key, args)
+
     def wait(self, key: str) -> None:
         """Waits for the upload of `key`, if one runs; its failure is raised."""
+        args = self.held.pop(key, None)
+        if args is not None:
+            self.held_bytes -= len(args[2])
+            self.upload(key, args)
         future = self.pending.pop(key, None)
         if future is not None:
             future.result()
@@ -810,10 +843,12 @@ class S3Storage(Storage):
         if self._run is not None:
             raise RuntimeError("collecting() is already active on this storage")
         run = _Collecting(self)
+        run.submit = lambda *args: run.pool.submit(self._put_body, run, *args)
         base = self._prefix + "/" if self._prefix else ""
         for page in self._iter_pages(base or None, None):
             for key, size, etag, stamp, _class in page["Contents"]:
                 run.put(key, (size, etag, stamp, None))
+                run.sent.add(key)
         self._run = run
         failed: BaseException | None = None
         try:
@@ -835,6 +870,7 @@ class S3Storage(Storage):
     def _finish_run(self, run: _Collecting) -> list[BaseException]:
         """Waits for every upload, then sends the deletes held back; the failures."""
         errors = list(run.errors)
+        run.release()
         for future in run.pending.values():
             try:
                 future.result()
@@ -899,11 +935,9 @@ class S3Storage(Storage):
             run.put(key, (was[0], was[1], was[2], gzip_size))
             return name
         run.put(key, (len(body), digest, time.time(), gzip_size))
-        run.window.acquire()
-        future = run.pool.submit(self._put_body, run, key, params, body,
-                                 conditional and not replacing)
-        run.pending[key] = future
-        run.puts += 1
+        patterns = getattr(self, "_patterns", None)   # the names post-processing rewrites
+        run.upload(key, (key, params, body, conditional and not replacing),
+                   hold=bool(patterns) and matches_patterns(name, patterns))
         return name
 
     def _put_body(self, run: _Collecting, key: str, params: dict[str, Any], body: bytes,
@@ -930,6 +964,13 @@ class S3Storage(Storage):
         key = self._object_key(name)
         run = self._collecting_run()
         if run is not None:
+            if key in run.held:         # never sent: nothing to send now either
+                run.held_bytes -= len(run.held.pop(key)[2])
+                if key not in run.sent:
+                    run.hold_delete(key)
+                    run.deleted.discard(key)
+                    run.listed.pop(key, None)
+                    return
             run.wait(key)
             if key in run.listed:
                 run.hold_delete(key)    # sent at the end, unless the name is saved again
@@ -1185,10 +1226,13 @@ class ManifestStaticS3Storage(ManifestFilesMixin, StaticS3Storage):
         run = self._collecting_run()
         if run is not None and args and isinstance(args[0], dict):
             run.sources = {_to_posix(k): v for k, v in args[0].items()}
+            run.holding = True
         try:
             yield from super().post_process(*args, **kwargs)
         finally:
             self._hashing = False
+            if run is not None:
+                run.release()
 
     def sync_meta_iter(self) -> Iterator[str]:
         self._known_hashed = frozenset(self.hashed_files.values())
