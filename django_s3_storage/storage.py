@@ -289,6 +289,9 @@ class _Collecting:
         return threading.get_ident() == self.thread
 
     def upload(self, key: str, args: tuple[Any, ...], hold: bool = False) -> None:
+        old = self.held.pop(key, None)    # superseded: never sent
+        if old is not None:
+            self.held_bytes -= len(old[2])
         if hold and self.holding and self.held_bytes + len(args[2]) <= _HELD_MAX:
             self.held[key] = args
             self.held_bytes += len(args[2])
@@ -306,9 +309,10 @@ class _Collecting:
         for key, args in held.items():
             self.upload(key, args)
 
-    def wait(self, key: str) -> None:
-        """Waits for the upload of `key`, if one runs; its failure is raised."""
-        args = self.held.pop(key, None)
+    def wait(self, key: str, held: bool = True) -> None:
+        """Waits for the upload of `key`, if one runs (held back: sent first, unless
+        `held` is False); its failure is raised."""
+        args = self.held.pop(key, None) if held else None
         if args is not None:
             self.held_bytes -= len(args[2])
             self.upload(key, args)
@@ -906,7 +910,7 @@ class S3Storage(Storage):
         gzip = bool(s.AWS_S3_GZIP and self._compressible(content_type))
         # post-processing saves a file again in each pass: compressed once
         known = run.packs.get((hashlib.md5(body, usedforsecurity=False).digest(), gzip))
-        run.wait(key)
+        run.wait(key, held=False)   # a held upload stays held: this one replaces it
         was = run.listed.get(key)
         replacing = key in run.deleted
         if known is not None and was is not None and was[1] == known[0] and (
