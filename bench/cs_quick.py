@@ -6,6 +6,10 @@ method. First run, then an unchanged re-run, in one process.
 
     python bench/cs_quick.py new|old [--rtt 0.02] [--files 10]
 
+With S3_TEST_ENDPOINT_URL, S3_TEST_ACCESS_KEY and S3_TEST_SECRET_KEY set (scripts/rgw
+start prints them) it uses that server (Ceph RGW on 127.0.0.1) instead of moto, and
+a bucket of its own there.
+
 "new": the package's collectstatic command (the storage's collecting() run);
 "old": Django's own command, the sequence of requests 0.15 sends."""
 from __future__ import annotations
@@ -39,17 +43,25 @@ def main() -> None:
     import django
     from django.conf import settings
 
-    server = MotoServer()
+    endpoint = os.environ.get("S3_TEST_ENDPOINT_URL")
+    server = None if endpoint else MotoServer()
+    if server is not None:
+        endpoint, access, secret = server.endpoint, "t", "t"
+    else:
+        access, secret = os.environ["S3_TEST_ACCESS_KEY"], os.environ["S3_TEST_SECRET_KEY"]
+    bucket = f"{BUCKET}-{os.getpid()}"
+    port = int(endpoint.rsplit(":", 1)[1])
     src = Path(tempfile.mkdtemp(prefix="cs-quick-"))
     try:
-        boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
-                     aws_access_key_id="t", aws_secret_access_key="t").create_bucket(Bucket=BUCKET)
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                     aws_access_key_id=access, aws_secret_access_key=secret
+                     ).create_bucket(Bucket=bucket)
         for i in range(args.files):
             (src / f"gen{i}.css").write_text(f".c{i} {{ background: url('img{i}.png') }}\n")
             (src / f"img{i}.png").write_bytes(os.urandom(2000))
             (src / f"gen{i}.js").write_text(f"var x{i} = {i};\n" * 200)
         rules = [Rule("reset-before-request", m, times=0) for m in METHODS]
-        with FaultProxy(("127.0.0.1", server.port), rules) as counter, \
+        with FaultProxy(("127.0.0.1", port), rules) as counter, \
                 CountingProxy(("127.0.0.1", counter.port), delay_up=args.rtt / 2,
                               delay_down=args.rtt / 2) as latency:
             settings.configure(
@@ -59,8 +71,8 @@ def main() -> None:
                 STATIC_URL="/static/", STATICFILES_DIRS=[str(src)], USE_TZ=True,
                 STORAGES={"staticfiles": {
                     "BACKEND": "django_s3_storage.storage.ManifestStaticS3Storage"}},
-                AWS_REGION="us-east-1", AWS_ACCESS_KEY_ID="t", AWS_SECRET_ACCESS_KEY="t",
-                AWS_S3_ENDPOINT_URL_STATIC=latency.endpoint, AWS_S3_BUCKET_NAME_STATIC=BUCKET,
+                AWS_REGION="us-east-1", AWS_ACCESS_KEY_ID=access, AWS_SECRET_ACCESS_KEY=secret,
+                AWS_S3_ENDPOINT_URL_STATIC=latency.endpoint, AWS_S3_BUCKET_NAME_STATIC=bucket,
                 AWS_S3_KEY_PREFIX_STATIC="p")
             django.setup()
             from django.contrib.staticfiles.management.commands.collectstatic import \
@@ -79,7 +91,8 @@ def main() -> None:
                 print(f"{args.mode} {run}: wall {wall:.2f} s, client CPU {cpu:.2f} s, "
                       f"{sum(counts.values())} requests {counts}", flush=True)
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
         shutil.rmtree(src)
 
 
