@@ -815,7 +815,7 @@ class S3Storage(Storage):
         if run is not None and mode in READ_MODES and key not in run.pending:
             source = run.sources.get(_to_posix(name))
             entry = run.listed.get(key)
-            if source is not None and entry is not None and entry[1]:
+            if source is not None and entry is not None:
                 # collectstatic copied it from there (or skipped it as unmodified)
                 return source[0].open(source[1], mode)
         if mode in READ_MODES:
@@ -918,6 +918,15 @@ class S3Storage(Storage):
             run.skipped += 1
             run.put(key, (was[0], was[1], was[2], known[1]))
             return name
+        patterns = getattr(self, "_patterns", None)   # the names post-processing rewrites
+        hold = bool(patterns) and matches_patterns(name, patterns)
+        if was is None:
+            # nothing to compare with: compressed by the upload's thread, beside this one
+            params = self._put_params(name, self._max_age_for(name))
+            params["content_type"] = content_type
+            run.put(key, (len(body), "", time.time(), len(body)))
+            run.upload(key, (key, params, body, conditional, gzip), hold=hold)
+            return name
         raw = body
         gzip_size = None
         if gzip:
@@ -939,14 +948,20 @@ class S3Storage(Storage):
             run.put(key, (was[0], was[1], was[2], gzip_size))
             return name
         run.put(key, (len(body), digest, time.time(), gzip_size))
-        patterns = getattr(self, "_patterns", None)   # the names post-processing rewrites
-        run.upload(key, (key, params, body, conditional and not replacing),
-                   hold=bool(patterns) and matches_patterns(name, patterns))
+        run.upload(key, (key, params, body, conditional and not replacing), hold=hold)
         return name
 
     def _put_body(self, run: _Collecting, key: str, params: dict[str, Any], body: bytes,
-                  conditional: bool) -> None:
+                  conditional: bool, gzip: bool = False) -> None:
         try:
+            packed = self._gzipped(ContentFile(body)) if gzip else None
+            if packed is not None:
+                spool, size = packed
+                with spool:
+                    body = spool.read()
+                params = {**params, "content_encoding": "gzip",
+                          "metadata": {**params["metadata"], UNCOMPRESSED_SIZE_META_KEY: str(size)}}
+                self._check_metadata_total(params["metadata"])
             with self._writer(key, params, len(body), if_none_match=conditional) as w:
                 w.write(body)
         finally:
