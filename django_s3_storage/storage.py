@@ -7,6 +7,7 @@ changing anything.
 """
 from __future__ import annotations
 
+import builtins
 import hashlib
 import mimetypes
 import os
@@ -864,10 +865,11 @@ class S3Storage(Storage):
             self._run = None
             errors = self._finish_run(run)
             if errors and failed is None:
-                if len(errors) == 1:
-                    raise errors[0]
-                raise ExceptionGroup(f"{len(errors)} requests of collectstatic failed", errors)
-            if errors and failed is not None:
+                group = getattr(builtins, "ExceptionGroup", None)   # Python 3.11+
+                if len(errors) == 1 or group is None:
+                    raise errors[0]   # 3.10: the first (the others are lost to the caller)
+                raise group(f"{len(errors)} requests of collectstatic failed", errors)
+            if errors and failed is not None and hasattr(failed, "add_note"):
                 for e in errors:
                     failed.add_note(f"also failed: {e!r}")
 
