@@ -961,8 +961,8 @@ class S3Storage(Storage):
                 spool, size = packed
                 with spool:
                     body = spool.read()
-                params = {**params, "content_encoding": "gzip",
-                          "metadata": {**params["metadata"], UNCOMPRESSED_SIZE_META_KEY: str(size)}}
+                metadata = {**params["metadata"], UNCOMPRESSED_SIZE_META_KEY: str(size)}
+                params = {**params, "content_encoding": "gzip", "metadata": metadata}
                 self._check_metadata_total(params["metadata"])
             with self._writer(key, params, len(body), if_none_match=conditional) as w:
                 w.write(body)
