@@ -7,22 +7,29 @@ changing anything.
 """
 from __future__ import annotations
 
+import builtins
+import hashlib
 import mimetypes
 import os
 import posixpath
 import re
 import tempfile
+import threading
+import time
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone as dt_timezone
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urljoin
 
 from django.conf import settings
 from django.contrib.staticfiles.storage import ManifestFilesMixin
+from django.contrib.staticfiles.utils import matches_patterns
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
-from django.core.files.base import File
+from django.core.files.base import ContentFile, File
 from django.core.files.storage import Storage
 from django.core.signals import setting_changed
 from django.utils import timezone
@@ -88,6 +95,9 @@ _NAME_TAKEN = ("PreconditionFailed", "ConditionalRequestConflict")
 # Inside save(): (the name asked for, max_length), so that _save can pick the next
 # free name as save() would; None when _save is called directly (collectstatic's
 # post-processing and its manifest overwrite on purpose).
+# collectstatic: the bytes of rewritten files (css, js) held back while
+# post-processing runs, at most
+_HELD_MAX = 64 * 1024 * 1024
 _SAVING: ContextVar[tuple[str, int | None] | None] = ContextVar("_SAVING", default=None)
 # Attribute and keyword names whose values never show in a repr (Django's reporter
 # prints locals with repr even when DEBUG hides nothing else).
@@ -222,6 +232,94 @@ class _Settings(SimpleNamespace):
 
 def _to_posix(name: str) -> str:
     return name.replace(os.sep, "/") if os.sep != "/" else name
+
+
+class _Collecting:
+    """One collectstatic run on a storage (S3Storage.collecting()): the prefix as
+    one listing took it when the run began, kept current by the run's own writes;
+    deletes held back until the end (a name saved again is overwritten instead);
+    uploads running on a pool of threads (the C client releases the GIL while it
+    waits), all waited for and checked when the run ends."""
+
+    def __init__(self, storage: S3Storage) -> None:
+        self.thread = threading.get_ident()
+        # key -> (stored size, ETag, LastModified epoch, uncompressed size or None)
+        self.listed: dict[str, tuple[int, str, float, int | None]] = {}
+        self.deleted: set[str] = set()     # deletes held back
+        self.pending: dict[str, Future[None]] = {}
+        # uploads held back while post-processing runs: a file it saves in one pass
+        # and deletes in the next (a css whose references changed) is never sent
+        self.holding = False
+        self.held: dict[str, tuple[Any, ...]] = {}
+        self.held_bytes = 0
+        self.sent: set[str] = set()      # keys the server has: listed, or uploaded
+        self.submit: Callable[..., Future[None]] | None = None
+        self.workers = max(1, int(storage.settings.AWS_S3_MAX_POOL_CONNECTIONS))
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="s3-collect")
+        self.window = threading.BoundedSemaphore(self.workers * 4)   # bodies held in memory
+        self.errors: list[BaseException] = []
+        self.dirs: dict[str, int] = {}    # "directory" -> live keys under it
+        self.puts = self.skipped = 0
+        # (MD5 of a body, compressible) -> (the stored bytes' ETag, the size before gzip)
+        self.packs: dict[tuple[bytes, bool], tuple[str, int | None]] = {}
+        # post_process's files: name -> (source storage, its name), the same bytes
+        self.sources: dict[str, tuple[Any, str]] = {}
+
+    def live(self, key: str) -> bool:
+        return key in self.listed and key not in self.deleted
+
+    def _count(self, key: str, step: int) -> None:
+        parts = key.split("/")
+        for i in range(1, len(parts)):
+            d = "/".join(parts[:i])
+            self.dirs[d] = self.dirs.get(d, 0) + step
+
+    def put(self, key: str, entry: tuple[int, str, float, int | None]) -> None:
+        """`key` holds `entry` from now on."""
+        if not self.live(key):
+            self._count(key, 1)
+        self.listed[key] = entry
+        self.deleted.discard(key)
+
+    def hold_delete(self, key: str) -> None:
+        if self.live(key):
+            self._count(key, -1)
+        self.deleted.add(key)
+
+    def active(self) -> bool:
+        return threading.get_ident() == self.thread
+
+    def upload(self, key: str, args: tuple[Any, ...], hold: bool = False) -> None:
+        old = self.held.pop(key, None)    # superseded: never sent
+        if old is not None:
+            self.held_bytes -= len(old[2])
+        if hold and self.holding and self.held_bytes + len(args[2]) <= _HELD_MAX:
+            self.held[key] = args
+            self.held_bytes += len(args[2])
+            return
+        assert self.submit is not None
+        self.window.acquire()
+        self.pending[key] = self.submit(*args)
+        self.sent.add(key)
+        self.puts += 1
+
+    def release(self) -> None:
+        """Sends the uploads held back."""
+        self.holding = False
+        held, self.held, self.held_bytes = self.held, {}, 0
+        for key, args in held.items():
+            self.upload(key, args)
+
+    def wait(self, key: str, held: bool = True) -> None:
+        """Waits for the upload of `key`, if one runs (held back: sent first, unless
+        `held` is False); its failure is raised."""
+        args = self.held.pop(key, None) if held else None
+        if args is not None:
+            self.held_bytes -= len(args[2])
+            self.upload(key, args)
+        future = self.pending.pop(key, None)
+        if future is not None:
+            future.result()
 
 
 @deconstructible
@@ -638,6 +736,16 @@ class S3Storage(Storage):
         if not isinstance(content_type, str) or not content_type or \
                 _header_problem(content_type, _CONTENT_TYPE_MAX) is not None:
             content_type = self._content_type(name)
+        run = self._collecting_run()
+        if run is not None:
+            saved = self._save_collecting(run, name, content, content_type, conditional)
+            if saved is not None:
+                return saved
+            key = self._object_key(name)
+            run.wait(key)
+            if key in run.deleted:   # overwritten instead of deleted
+                conditional = False
+            run.put(key, (0, "", time.time(), None))   # stored below, or raised
         source, spool, copy = content, None, None
         gzip_size = None
         if s.AWS_S3_GZIP and self._compressible(content_type):
@@ -698,6 +806,19 @@ class S3Storage(Storage):
         """A file that streams: reads fetch the object lazily, writes go up as they
         come and are stored on close()."""
         key = self._object_key(name)
+        run = self._collecting_run()
+        if run is not None:
+            run.wait(key)
+            if key in run.deleted:    # a delete held back: it goes now
+                run.deleted.discard(key)
+                run.listed.pop(key, None)
+                self._client.delete_object(key)
+        if run is not None and mode in READ_MODES and key not in run.pending:
+            source = run.sources.get(_to_posix(name))
+            entry = run.listed.get(key)
+            if source is not None and entry is not None:
+                # collectstatic copied it from there (or skipped it as unmodified)
+                return source[0].open(source[1], mode)
         if mode in READ_MODES:
             return S3File(self._client.reader(key, decompress=True), name, self, mode)
         if mode in WRITE_MODES:
@@ -706,6 +827,147 @@ class S3Storage(Storage):
             return S3WriteFile(self._writer(key, params), name, self, mode)
         raise ValueError(f"S3 files open for reading ({', '.join(READ_MODES)}) or for "
                          f"writing ({', '.join(WRITE_MODES)}), not {mode!r}")
+
+    # ---- collectstatic ----------------------------------------------------------
+
+    _run: _Collecting | None = None
+
+    def _collecting_run(self) -> _Collecting | None:
+        run = self._run
+        return run if run is not None and run.active() else None
+
+    @contextmanager
+    def collecting(self) -> Iterator[None]:
+        """collectstatic's run (the package's collectstatic command enters it): one
+        listing of the prefix answers exists() and the modified times, a PUT whose
+        bytes the listed object has already (its ETag is their MD5) is not sent,
+        a DELETE followed by a save of the same name is not sent, and the uploads
+        run concurrently; every one is waited for and checked before this returns,
+        every failure raised. Only the thread that entered sees the listing: other
+        threads, and everything after the run, ask the server as always."""
+        if self._run is not None:
+            raise RuntimeError("collecting() is already active on this storage")
+        run = _Collecting(self)
+        run.submit = lambda *args: run.pool.submit(self._put_body, run, *args)
+        base = self._prefix + "/" if self._prefix else ""
+        for page in self._iter_pages(base or None, None):
+            for key, size, etag, stamp, _class in page["Contents"]:
+                run.put(key, (size, etag, stamp, None))
+                run.sent.add(key)
+        self._run = run
+        failed: BaseException | None = None
+        try:
+            yield
+        except BaseException as e:
+            failed = e
+            raise
+        finally:
+            self._run = None
+            errors = self._finish_run(run)
+            if errors and failed is None:
+                group = getattr(builtins, "ExceptionGroup", None)   # Python 3.11+
+                if len(errors) == 1 or group is None:
+                    raise errors[0]   # 3.10: the first (the others are lost to the caller)
+                raise group(f"{len(errors)} requests of collectstatic failed", errors)
+            if errors and failed is not None and hasattr(failed, "add_note"):
+                for e in errors:
+                    failed.add_note(f"also failed: {e!r}")
+
+    def _finish_run(self, run: _Collecting) -> list[BaseException]:
+        """Waits for every upload, then sends the deletes held back; the failures."""
+        errors = list(run.errors)
+        run.release()
+        for future in run.pending.values():
+            try:
+                future.result()
+            except BaseException as e:   # noqa: BLE001 - every failure is raised
+                errors.append(e)
+        run.pending.clear()
+        deletes = [run.pool.submit(self._client.delete_object, key) for key in sorted(run.deleted)]
+        for future in deletes:
+            try:
+                future.result()
+            except BaseException as e:   # noqa: BLE001
+                errors.append(e)
+        run.pool.shutdown(wait=True)
+        return errors
+
+    def _run_exists(self, run: _Collecting, key: str) -> bool:
+        return run.live(key) or run.dirs.get(key, 0) > 0
+
+    def _save_collecting(self, run: _Collecting, name: str, content: Any, content_type: str,
+                         conditional: bool) -> str | None:
+        """_save inside collecting(): the upload queued (or skipped when the listed
+        object has these bytes); None for a body too big to hold in memory, which
+        goes the usual way."""
+        s = self.settings
+        key = self._object_key(name)
+        try:
+            size = content.size
+        except (AttributeError, OSError, TypeError, ValueError):
+            return None
+        if not isinstance(size, int) or size > s.AWS_S3_MULTIPART_THRESHOLD:
+            return None
+        body = b"".join(self._chunks(content))
+        gzip = bool(s.AWS_S3_GZIP and self._compressible(content_type))
+        # post-processing saves a file again in each pass: compressed once
+        known = run.packs.get((hashlib.md5(body, usedforsecurity=False).digest(), gzip))
+        run.wait(key, held=False)   # a held upload stays held: this one replaces it
+        was = run.listed.get(key)
+        replacing = key in run.deleted
+        if known is not None and was is not None and was[1] == known[0] and (
+                replacing or not conditional):
+            run.skipped += 1
+            run.put(key, (was[0], was[1], was[2], known[1]))
+            return name
+        patterns = getattr(self, "_patterns", None)   # the names post-processing rewrites
+        hold = bool(patterns) and matches_patterns(name, patterns)
+        if was is None:
+            # nothing to compare with: compressed by the upload's thread, beside this one
+            params = self._put_params(name, self._max_age_for(name))
+            params["content_type"] = content_type
+            run.put(key, (len(body), "", time.time(), len(body)))
+            run.upload(key, (key, params, body, conditional, gzip), hold=hold)
+            return name
+        raw = body
+        gzip_size = None
+        if gzip:
+            packed = self._gzipped(ContentFile(body))
+            if packed is not None:
+                spool, gzip_size = packed
+                with spool:
+                    body = spool.read()
+        params = self._put_params(name, self._max_age_for(name))
+        params["content_type"] = content_type
+        if gzip_size is not None:
+            params["content_encoding"] = "gzip"
+            params["metadata"][UNCOMPRESSED_SIZE_META_KEY] = str(gzip_size)
+            self._check_metadata_total(params["metadata"])
+        digest = '"' + hashlib.md5(body, usedforsecurity=False).hexdigest() + '"'
+        run.packs[(hashlib.md5(raw, usedforsecurity=False).digest(), gzip)] = (digest, gzip_size)
+        if was is not None and was[1] == digest and (replacing or not conditional):
+            run.skipped += 1
+            run.put(key, (was[0], was[1], was[2], gzip_size))
+            return name
+        run.put(key, (len(body), digest, time.time(), gzip_size))
+        run.upload(key, (key, params, body, conditional and not replacing), hold=hold)
+        return name
+
+    def _put_body(self, run: _Collecting, key: str, params: dict[str, Any], body: bytes,
+                  conditional: bool, gzip: bool = False) -> None:
+        try:
+            packed = self._gzipped(ContentFile(body)) if gzip else None
+            if packed is not None:
+                spool, size = packed
+                with spool:
+                    body = spool.read()
+                metadata = {**params["metadata"], UNCOMPRESSED_SIZE_META_KEY: str(size)}
+                params = {**params, "content_encoding": "gzip", "metadata": metadata}
+                self._check_metadata_total(params["metadata"])
+            with self._writer(key, params, len(body), if_none_match=conditional) as w:
+                w.write(body)
+        finally:
+            run.window.release()
 
     def meta(self, name: str) -> dict[str, Any]:
         """The object's headers in the shape of boto3's head_object."""
@@ -720,13 +982,30 @@ class S3Storage(Storage):
         return meta
 
     def delete(self, name: str) -> None:
-        self._client.delete_object(self._object_key(name))
+        key = self._object_key(name)
+        run = self._collecting_run()
+        if run is not None:
+            if key in run.held:         # never sent: nothing to send now either
+                run.held_bytes -= len(run.held.pop(key)[2])
+                if key not in run.sent:
+                    run.hold_delete(key)
+                    run.deleted.discard(key)
+                    run.listed.pop(key, None)
+                    return
+            run.wait(key)
+            if key in run.listed:
+                run.hold_delete(key)    # sent at the end, unless the name is saved again
+                return
+        self._client.delete_object(key)
 
     def exists(self, name: str) -> bool:
         # False only for not-found: anything else raises, or get_available_name
         # could overwrite a file that exists.
         name = _to_posix(name)
         key = self._get_key_name(name)
+        run = self._collecting_run()
+        if run is not None and not name.endswith("/") and key != self._prefix:
+            return self._run_exists(run, key)
         if name.endswith("/") or key == self._prefix:   # "", "/", ".", "a/..": the root
             return self._dir_exists(name)
         try:
@@ -799,6 +1078,13 @@ class S3Storage(Storage):
         return dirs, files
 
     def size(self, name: str) -> int:
+        run = self._collecting_run()
+        if run is not None:
+            key = self._object_key(name)
+            entry = run.listed.get(key)
+            if entry is not None and key not in run.deleted and key in run.pending:
+                return entry[3] if entry[3] is not None else entry[0]
+            run.wait(key)
         meta = self.meta(name)
         if meta.get("ContentEncoding") == "gzip":
             for k in _UNCOMPRESSED_SIZE_KEYS:
@@ -841,6 +1127,13 @@ class S3Storage(Storage):
     # ---- times -------------------------------------------------------------------
 
     def _last_modified(self, name: str) -> datetime:
+        run = self._collecting_run()
+        if run is not None:
+            key = self._object_key(name)
+            entry = run.listed.get(key)
+            if entry is None or key in run.deleted:
+                raise FileNotFoundError(f"{name!r} is not in the bucket")
+            return datetime.fromtimestamp(entry[2], dt_timezone.utc)
         return self.meta(name)["LastModified"]
 
     def modified_time(self, name: str) -> datetime:
@@ -951,10 +1244,16 @@ class ManifestStaticS3Storage(ManifestFilesMixin, StaticS3Storage):
 
     def post_process(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
         self._hashing = True
+        run = self._collecting_run()
+        if run is not None and args and isinstance(args[0], dict):
+            run.sources = {_to_posix(k): v for k, v in args[0].items()}
+            run.holding = True
         try:
             yield from super().post_process(*args, **kwargs)
         finally:
             self._hashing = False
+            if run is not None:
+                run.release()
 
     def sync_meta_iter(self) -> Iterator[str]:
         self._known_hashed = frozenset(self.hashed_files.values())

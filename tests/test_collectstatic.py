@@ -1,0 +1,200 @@
+"""collectstatic into this package's storages: the package's command (the storage's
+collecting() run: one listing, no PUT or DELETE for what the bucket holds, concurrent
+uploads) leaves the bucket exactly as Django's own command does, sends few requests
+on an unchanged re-run, raises every failed upload, and leaves nothing cached behind."""
+from __future__ import annotations
+
+import builtins
+import importlib.util
+import os
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from django.contrib.staticfiles.management.commands.collectstatic import Command as Plain
+from django.core.files.base import ContentFile
+from django.core.management import call_command
+from django.test import override_settings
+
+from django_s3_storage.management.commands.collectstatic import Command as Ours
+from django_s3_storage.storage import S3Error, StaticS3Storage
+
+ROOT = Path(__file__).resolve().parent.parent
+BUCKET = "test-bucket-static"
+MANIFEST = "django_s3_storage.storage.ManifestStaticS3Storage"
+STATIC = "django_s3_storage.storage.StaticS3Storage"
+
+
+def _proxy_module() -> Any:
+    name = "bench_proxy"     # as tests/test_bench.py loads it: one module, one class
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "proxy.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+proxy_module = _proxy_module()
+FaultProxy, Rule = proxy_module.FaultProxy, proxy_module.Rule
+METHODS = ("GET", "HEAD", "PUT", "DELETE", "POST")
+Group: Any = getattr(builtins, "ExceptionGroup", S3Error)   # Python 3.11+
+
+
+def _tree(root: Path) -> None:
+    (root / "css").mkdir(parents=True)
+    (root / "js").mkdir()
+    (root / "img").mkdir()
+    (root / "img" / "logo.png").write_bytes(bytes(range(256)) * 8)
+    (root / "img" / "bg.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'></svg>\n" * 20)
+    (root / "css" / "site.css").write_text(
+        "body { background: url('../img/logo.png') }\n"
+        ".x { background: url(\"../img/bg.svg#frag\") }\n" * 40)
+    (root / "css" / "changes.css").write_text(".v1 { color: red }\n" * 50)
+    (root / "css" / "gone.css").write_text(".gone { color: blue }\n" * 50)
+    (root / "js" / "app.js").write_text("var app = 1;\n" * 300)
+    (root / "robots.txt").write_text("x")    # too small to compress
+
+
+def _change(root: Path) -> None:
+    path = root / "css" / "changes.css"
+    path.write_text(".v2 { color: green; background: url('../img/logo.png') }\n" * 50)
+    later = time.time() + 3600   # newer than the copy in the bucket, whatever the clocks
+    os.utime(path, (later, later))
+    (root / "css" / "gone.css").unlink()
+
+
+def _collect(command: Callable[[], Any], src: Path, prefix: str, backend: str,
+             endpoint: str | None = None) -> None:
+    extra = {"AWS_S3_ENDPOINT_URL_STATIC": endpoint} if endpoint else {}
+    with override_settings(STATICFILES_DIRS=[str(src)], AWS_S3_KEY_PREFIX_STATIC=prefix,
+                           AWS_S3_MAX_ATTEMPTS_STATIC=1,
+                           STORAGES={"default": {"BACKEND": "django_s3_storage.storage.S3Storage"},
+                                     "staticfiles": {"BACKEND": backend}}, **extra):
+        call_command(command(), interactive=False, verbosity=0)
+
+
+def _snapshot(s3: Any, prefix: str) -> dict[str, tuple[Any, ...]]:
+    """Every object under the prefix: bytes and the headers a browser or S3 shows."""
+    boto = s3.boto()
+    out = {}
+    for page in boto.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        for item in page.get("Contents", []):
+            obj = boto.get_object(Bucket=BUCKET, Key=item["Key"])
+            out[item["Key"][len(prefix):]] = (
+                obj["Body"].read(), obj.get("ContentType"), obj.get("CacheControl"),
+                obj.get("ContentEncoding"), obj.get("Metadata"), item["ETag"])
+    return out
+
+
+@pytest.fixture
+def counting(s3: Any) -> Any:
+    port = int(s3.endpoint.rsplit(":", 1)[1])
+    rules = [Rule("reset-before-request", m, times=0) for m in METHODS]
+    with FaultProxy(("127.0.0.1", port), rules) as proxy:
+        proxy.rules_by_method = dict(zip(METHODS, rules))
+        yield proxy
+
+
+def _counts(proxy: Any) -> dict[str, int]:
+    return {m: r.seen for m, r in proxy.rules_by_method.items() if r.seen}
+
+
+def _zero(proxy: Any) -> None:
+    for rule in proxy.rules:
+        rule.seen = 0
+
+
+@pytest.mark.parametrize("backend", [MANIFEST, STATIC])
+def test_bucket_as_djangos_own_command_leaves_it(s3: Any, tmp_path: Path, counting: Any,
+                                                 backend: str) -> None:
+    src = tmp_path / "static"
+    _tree(src)
+    run = uuid.uuid4().hex[:10]
+    plain, ours = f"cs-{run}-plain/", f"cs-{run}-ours/"
+    _collect(Plain, src, plain, backend)
+    _zero(counting)
+    _collect(Ours, src, ours, backend, counting.endpoint)
+    first = _counts(counting)
+    reference = _snapshot(s3, plain)
+    assert _snapshot(s3, ours) == reference
+    assert "staticfiles.json" in reference or backend == STATIC
+    assert any(v[3] == "gzip" for v in reference.values())           # some went compressed
+    assert first.get("HEAD", 0) == 0 and first.get("DELETE", 0) == 0  # the listing answered
+    assert first["PUT"] == len(reference)
+
+    # unchanged: the listing, the manifest read when the storage is made, nothing else
+    _zero(counting)
+    _collect(Ours, src, ours, backend, counting.endpoint)
+    again = _counts(counting)
+    assert sum(again.values()) <= 2, again
+    assert "PUT" not in again and "DELETE" not in again and "HEAD" not in again
+    assert _snapshot(s3, ours) == reference
+
+    # a file changed (and is referenced by nothing), a file removed from the source
+    _change(src)
+    _collect(Plain, src, plain, backend)
+    _zero(counting)
+    _collect(Ours, src, ours, backend, counting.endpoint)
+    changed = _counts(counting)
+    reference = _snapshot(s3, plain)
+    assert any(b".v2" in v[0] or v[3] == "gzip" for k, v in reference.items()
+               if "changes" in k)
+    assert _snapshot(s3, ours) == reference
+    # only what changed went up: changes.css (and its hashed name and the manifest)
+    assert 1 <= changed.get("PUT", 0) <= 3, changed
+    assert "HEAD" not in changed
+
+
+def test_failed_upload_in_the_batch_is_raised(s3: Any, tmp_path: Path) -> None:
+    src = tmp_path / "static"
+    _tree(src)
+    port = int(s3.endpoint.rsplit(":", 1)[1])
+    rule = Rule("500-internal-error", "PUT", lambda path, query, headers: path.endswith(
+        ("/js/app.js", "/robots.txt")), times=100)
+    prefix = f"cs-{uuid.uuid4().hex[:10]}/"
+    with FaultProxy(("127.0.0.1", port), [rule]) as proxy:
+        with pytest.raises((S3Error, Group)) as info:
+            _collect(Ours, src, prefix, STATIC, proxy.endpoint)
+    errors = info.value.exceptions if hasattr(info.value, "exceptions") else [info.value]
+    # both failures, not only the first (Python 3.10 has no ExceptionGroup: the first)
+    assert len(errors) == (2 if Group is not S3Error else 1)
+    assert all(getattr(e, "code", None) == "InternalError" for e in errors)
+    names = {e.key.rsplit("/", 1)[-1] for e in errors}
+    assert names == {"app.js", "robots.txt"} or (len(errors) == 1 and names < {"app.js",
+                                                                              "robots.txt"})
+    assert rule.faulted >= 2
+    keys = set(_snapshot(s3, prefix))
+    assert "js/app.js" not in keys and "robots.txt" not in keys
+    assert "css/site.css" in keys   # the others went up
+
+
+def test_nothing_cached_outside_the_run(s3: Any, prefix: str) -> None:
+    storage = StaticS3Storage(aws_s3_key_prefix=prefix)
+    boto = s3.boto()
+    storage.save("a.css", ContentFile(b"a"))
+    seen_from_other_thread: list[bool] = []
+    with storage.collecting():
+        boto.put_object(Bucket=BUCKET, Key=prefix + "b.css", Body=b"b")
+        assert not storage.exists("b.css")      # the run's listing, taken before
+        assert storage.exists("a.css")
+        # another thread (a web request in the same process) asks the server
+        t = threading.Thread(target=lambda: seen_from_other_thread.append(
+            storage.exists("b.css")))
+        t.start()
+        t.join(30)
+        storage.delete("a.css")                 # held back ...
+        assert not storage.exists("a.css")
+    assert seen_from_other_thread == [True]
+    assert not storage.exists("a.css")          # ... and sent when the run ends
+    assert storage.exists("b.css")
+    boto.delete_object(Bucket=BUCKET, Key=prefix + "b.css")
+    assert not storage.exists("b.css")
+    boto.put_object(Bucket=BUCKET, Key=prefix + "c.css", Body=b"c")
+    assert storage.exists("c.css")
+    assert storage.save("c.css", ContentFile(b"x")) != "c.css"   # taken: another name
