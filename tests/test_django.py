@@ -176,6 +176,24 @@ def test_w001_public_url_with_bucket_auth(s3: S3Target) -> None:
         assert run_w001() == ["django_s3_storage.W001"]
 
 
+def run_w002() -> list[str]:
+    return [m.id for m in checks.run_checks(tags=[checks.Tags.staticfiles])
+            if m.id == "django_s3_storage.W002"]
+
+
+def test_w002_collectstatic_command_order(s3: S3Target) -> None:
+    # the test settings list staticfiles first, with this package's static storage
+    assert run_w002() == ["django_s3_storage.W002"]
+    with override_settings(INSTALLED_APPS=["django.contrib.contenttypes", "django_s3_storage",
+                                           "django.contrib.staticfiles", "s3_test_app"]):
+        assert run_w002() == []
+    other = {"default": {"BACKEND": "django_s3_storage.storage.S3Storage"},
+             "staticfiles": {"BACKEND":
+                             "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+    with override_settings(STORAGES=other):
+        assert run_w002() == []
+
+
 # ---- models and migrations ----------------------------------------------------------
 
 @pytest.mark.django_db
