@@ -105,30 +105,60 @@ buf_append_hex(buf_t *b, const unsigned char *p, size_t n)
     return 0;
 }
 
-static int
-is_unreserved(unsigned char c)
+/* Which bytes stay as they are, by table: bit 1 SigV4's unreserved
+ * (A-Z a-z 0-9 - . _ ~), bit 2 '/', bit 4 what Django's filepath_to_uri keeps
+ * besides those (! ' ( ) *). */
+#define U_UNRES 1
+#define U_SLASH 2
+#define U_DJANGO 4
+static const unsigned char uri_keep[256] = {
+    ['-'] = U_UNRES, ['.'] = U_UNRES, ['_'] = U_UNRES, ['~'] = U_UNRES, ['/'] = U_SLASH,
+    ['!'] = U_DJANGO, ['\''] = U_DJANGO, ['('] = U_DJANGO, [')'] = U_DJANGO, ['*'] = U_DJANGO,
+    ['0'] = U_UNRES, ['1'] = U_UNRES, ['2'] = U_UNRES, ['3'] = U_UNRES, ['4'] = U_UNRES,
+    ['5'] = U_UNRES, ['6'] = U_UNRES, ['7'] = U_UNRES, ['8'] = U_UNRES, ['9'] = U_UNRES,
+    ['A'] = U_UNRES, ['B'] = U_UNRES, ['C'] = U_UNRES, ['D'] = U_UNRES, ['E'] = U_UNRES,
+    ['F'] = U_UNRES, ['G'] = U_UNRES, ['H'] = U_UNRES, ['I'] = U_UNRES, ['J'] = U_UNRES,
+    ['K'] = U_UNRES, ['L'] = U_UNRES, ['M'] = U_UNRES, ['N'] = U_UNRES, ['O'] = U_UNRES,
+    ['P'] = U_UNRES, ['Q'] = U_UNRES, ['R'] = U_UNRES, ['S'] = U_UNRES, ['T'] = U_UNRES,
+    ['U'] = U_UNRES, ['V'] = U_UNRES, ['W'] = U_UNRES, ['X'] = U_UNRES, ['Y'] = U_UNRES,
+    ['Z'] = U_UNRES,
+    ['a'] = U_UNRES, ['b'] = U_UNRES, ['c'] = U_UNRES, ['d'] = U_UNRES, ['e'] = U_UNRES,
+    ['f'] = U_UNRES, ['g'] = U_UNRES, ['h'] = U_UNRES, ['i'] = U_UNRES, ['j'] = U_UNRES,
+    ['k'] = U_UNRES, ['l'] = U_UNRES, ['m'] = U_UNRES, ['n'] = U_UNRES, ['o'] = U_UNRES,
+    ['p'] = U_UNRES, ['q'] = U_UNRES, ['r'] = U_UNRES, ['s'] = U_UNRES, ['t'] = U_UNRES,
+    ['u'] = U_UNRES, ['v'] = U_UNRES, ['w'] = U_UNRES, ['x'] = U_UNRES, ['y'] = U_UNRES,
+    ['z'] = U_UNRES,
+};
+
+size_t
+buf_escape_into(char *dst, const char *p, size_t n, int mode)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-           (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
+    const unsigned char keep = mode == BUF_URI_DJANGO ? (U_UNRES | U_SLASH | U_DJANGO)
+                               : mode == BUF_URI_KEEP_SLASH ? (U_UNRES | U_SLASH) : U_UNRES;
+    char *o = dst;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (uri_keep[c] & keep) {
+            *o++ = (char)c;
+        } else {
+            o[0] = '%';
+            o[1] = hex_upper[c >> 4];
+            o[2] = hex_upper[c & 15];
+            o += 3;
+        }
+    }
+    return (size_t)(o - dst);
 }
 
 int
 buf_append_uri(buf_t *b, const char *p, size_t n, int keep_slash)
 {
-    size_t i;
-
     if (buf_reserve(b, 3 * n) < 0)
         return -1;
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (is_unreserved(c) || (keep_slash && c == '/')) {
-            b->data[b->len++] = (char)c;
-        } else {
-            b->data[b->len++] = '%';
-            b->data[b->len++] = hex_upper[c >> 4];
-            b->data[b->len++] = hex_upper[c & 15];
-        }
-    }
+    b->len += buf_escape_into(b->data + b->len, p, n,
+                              keep_slash ? BUF_URI_KEEP_SLASH : BUF_URI_SIGV4);
     b->data[b->len] = '\0';
     return 0;
 }

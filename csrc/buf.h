@@ -27,6 +27,11 @@ int buf_append_hex(buf_t *b, const unsigned char *p, size_t n);   /* lower-case 
 /* Percent-encodes as SigV4 wants: every byte but A-Z a-z 0-9 - . _ ~ becomes %XX
  * (upper-case hex); '/' is kept as is when keep_slash is set. */
 int buf_append_uri(buf_t *b, const char *p, size_t n, int keep_slash);
+/* The same escape, by table, into dst (room for 3 * n bytes; no NUL written):
+ * returns the bytes written. BUF_URI_DJANGO keeps what Django's filepath_to_uri
+ * keeps (SigV4's unreserved, '/', and ! ' ( ) *). */
+enum { BUF_URI_SIGV4 = 0, BUF_URI_KEEP_SLASH = 1, BUF_URI_DJANGO = 2 };
+size_t buf_escape_into(char *dst, const char *p, size_t n, int mode);
 /* Decodes %XX escapes (a malformed escape is copied literally). */
 int buf_hexval(char c);                               /* 0-15, or -1 */
 int buf_append_unescaped(buf_t *b, const char *p, size_t n);

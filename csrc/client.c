@@ -206,6 +206,10 @@ client_free_strings(Client *self)
     free(self->ca_bundle);
     free(self->proxy);
     free(self->user_agent);
+    free(self->url_prefix);
+    free(self->url_public);
+    self->url_prefix = self->url_public = NULL;
+    self->url_mode = 0;
     self->endpoint = self->bucket = self->region = self->base = self->ca_bundle = NULL;
     self->public_base = self->proxy = self->user_agent = NULL;
 }
@@ -972,6 +976,50 @@ client_url(PyObject *self_, PyObject *key)
     return res;
 }
 
+/* The presigned form of `url` (NUL-terminated, its query included), signed for
+ * `region` now or at `ts`. With the GIL. */
+static PyObject *
+sign_url(Client *self, const char *method, const char *url, size_t len, long expires,
+         const char *ts, const char *region)
+{
+    PyObject *res = NULL;
+    buf_t out = BUF_INIT;
+    sigv4_ctx ctx;
+    cred_set *creds = NULL;
+
+    if (self->cred.anonymous)
+        return PyUnicode_FromStringAndSize(url, (Py_ssize_t)len);
+    /* credentials that outlive the URL, when fresher ones can be had */
+    if (client_creds(self, expires, &creds) < 0)
+        goto done;
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.md = self->st->sha256;
+    ctx.access_key = creds->access_key;
+    ctx.secret_key = creds->secret_key;
+    ctx.session_token = creds->session_token;
+    ctx.region = region;
+    ctx.service = "s3";
+    ctx.cache = &creds->key_cache;
+    ctx.cache_lock = &self->key_lock;
+    if (ts) {
+        if (sigv4_check_date(ts) < 0) {
+            PyErr_SetString(PyExc_ValueError, "timestamp must look like YYYYMMDDTHHMMSSZ");
+            goto done;
+        }
+        memcpy(ctx.amz_date, ts, SIGV4_DATE_LEN + 1);
+    } else {
+        sigv4_format_date(time(NULL), ctx.amz_date);
+    }
+    if (sigv4_presign(&ctx, method, url, expires, &out) < 0)
+        PyErr_NoMemory();
+    else
+        res = PyUnicode_FromStringAndSize(out.data, (Py_ssize_t)out.len);
+done:
+    cred_release(&self->cred, creds);
+    buf_free(&out);
+    return res;
+}
+
 static PyObject *
 client_presign(PyObject *self_, PyObject *args, PyObject *kw)
 {
@@ -981,9 +1029,7 @@ client_presign(PyObject *self_, PyObject *args, PyObject *kw)
     PyObject *key, *query = Py_None, *res = NULL;
     long expires = 3600;
     Py_ssize_t n;
-    buf_t u = BUF_INIT, out = BUF_INIT;
-    sigv4_ctx ctx;
-    cred_set *creds = NULL;
+    buf_t u = BUF_INIT;
     char region[64];
     int rc;
 
@@ -1034,40 +1080,151 @@ client_presign(PyObject *self_, PyObject *args, PyObject *kw)
             goto done;
         }
     }
-    if (self->cred.anonymous) {
-        res = PyUnicode_FromStringAndSize(u.data, (Py_ssize_t)u.len);
-        goto done;
-    }
-    /* credentials that outlive the URL, when fresher ones can be had */
-    if (client_creds(self, expires, &creds) < 0)
-        goto done;
-    memset(&ctx, 0, sizeof(ctx));
-    ctx.md = self->st->sha256;
-    ctx.access_key = creds->access_key;
-    ctx.secret_key = creds->secret_key;
-    ctx.session_token = creds->session_token;
-    ctx.region = region;
-    ctx.service = "s3";
-    ctx.cache = &creds->key_cache;
-    ctx.cache_lock = &self->key_lock;
-    if (ts) {
-        if (sigv4_check_date(ts) < 0) {
-            PyErr_SetString(PyExc_ValueError, "timestamp must look like YYYYMMDDTHHMMSSZ");
-            goto done;
-        }
-        memcpy(ctx.amz_date, ts, SIGV4_DATE_LEN + 1);
-    } else {
-        sigv4_format_date(time(NULL), ctx.amz_date);
-    }
-    if (sigv4_presign(&ctx, method, u.data, expires, &out) < 0)
-        PyErr_NoMemory();
-    else
-        res = PyUnicode_FromStringAndSize(out.data, (Py_ssize_t)out.len);
+    res = sign_url(self, method, u.data, u.len, expires, ts, region);
 done:
-    cred_release(&self->cred, creds);
     buf_free(&u);
-    buf_free(&out);
     return res;
+}
+
+/* url_setup(mode, prefix, public_base, expires): what the storage's url() needs
+ * that only changes with its settings. mode: 0 none (storage_url() always answers
+ * None), 1 the public URL (public_base joined with the escaped name), 2 the plain
+ * URL, 3 presigned for `expires` seconds. */
+static PyObject *
+client_url_setup(PyObject *self_, PyObject *args)
+{
+    Client *self = (Client *)self_;
+    const char *prefix, *pub;
+    Py_ssize_t np, npub;
+    int mode;
+    long expires;
+    char *p = NULL, *q = NULL;
+
+    if (client_ready(self) < 0 ||
+        !PyArg_ParseTuple(args, "is#s#l:url_setup", &mode, &prefix, &np, &pub, &npub, &expires))
+        return NULL;
+    if (mode < 0 || mode > 3 || (mode == 3 && (expires < 1 || expires > 604800))) {
+        PyErr_SetString(PyExc_ValueError, "url_setup: mode 0-3, expires 1-604800 seconds");
+        return NULL;
+    }
+    p = malloc(3 * (size_t)np + 2);
+    q = malloc((size_t)npub + 1);
+    if (p == NULL || q == NULL) {
+        free(p);
+        free(q);
+        return PyErr_NoMemory();
+    }
+    np = (Py_ssize_t)buf_escape_into(p, prefix, (size_t)np, BUF_URI_KEEP_SLASH);
+    p[np] = '\0';
+    memcpy(q, pub, (size_t)npub + 1);
+    free(self->url_prefix);
+    free(self->url_public);
+    self->url_prefix = p;
+    self->url_prefix_raw = strlen(prefix);
+    self->url_public = q;
+    self->url_expires = expires;
+    self->url_mode = mode;
+    Py_RETURN_NONE;
+}
+
+/* Whether url() may take `name` as it is: the storage's _object_key() keeps
+ * such a name unchanged (not empty, no "//" or "/.", not starting with '.' or
+ * '/', not ending with '/', printable); with `public`, no '\\' either (Django's
+ * filepath_to_uri makes it a '/'). */
+static int
+url_plain_name(PyObject *name, const char *s, Py_ssize_t n, int public)
+{
+    Py_ssize_t i, len;
+
+    if (n == 0 || s[0] == '.' || s[0] == '/' || s[n - 1] == '/')
+        return 0;
+    for (i = 0; i < n; i++) {
+        if (s[i] == '/' && (s[i + 1] == '/' || s[i + 1] == '.'))
+            return 0;
+        if (public && s[i] == '\\')
+            return 0;
+    }
+    if (PyUnicode_IS_ASCII(name)) {
+        for (i = 0; i < n; i++)
+            if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+                return 0;
+        return 1;
+    }
+    len = PyUnicode_GET_LENGTH(name);
+    for (i = 0; i < len; i++)
+        if (!Py_UNICODE_ISPRINTABLE(PyUnicode_READ_CHAR(name, i)))
+            return 0;
+    return 1;
+}
+
+/* storage_url(name, extra_params, client_method): the storage's url() of a name
+ * for the form url_setup() chose, byte for byte what storage.py's own path
+ * builds; None for whatever it leaves to that path (other names, extra
+ * parameters, other methods, very long URLs), errors included. */
+static PyObject *
+client_storage_url(PyObject *self_, PyObject *const *args, Py_ssize_t nargs)
+{
+    Client *self = (Client *)self_;
+    char url[4096];
+    const char *s, *base;
+    Py_ssize_t n;
+    size_t len, blen, plen;
+    char region[64];
+    PyObject *name, *extra, *method;
+
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "storage_url(name, extra_params, client_method)");
+        return NULL;
+    }
+    name = args[0];
+    extra = args[1];
+    method = args[2];
+    if (!self->ready || self->url_mode == 0 || !PyUnicode_CheckExact(name) ||
+        (extra != Py_None && (!PyDict_CheckExact(extra) || PyDict_GET_SIZE(extra))) ||
+        !PyUnicode_CheckExact(method) || PyUnicode_CompareWithASCIIString(method, "get_object"))
+        Py_RETURN_NONE;
+    s = PyUnicode_AsUTF8AndSize(name, &n);
+    if (s == NULL) {
+        PyErr_Clear();   /* storage.py's path says what is wrong with it */
+        Py_RETURN_NONE;
+    }
+    if (!url_plain_name(name, s, n, self->url_mode == 1))
+        Py_RETURN_NONE;
+    if (self->url_mode == 1) {
+        blen = strlen(self->url_public);
+        if (blen + 3 * (size_t)n >= sizeof(url))
+            Py_RETURN_NONE;
+        memcpy(url, self->url_public, blen);
+        len = blen + buf_escape_into(url + blen, s, (size_t)n, BUF_URI_DJANGO);
+        return PyUnicode_FromStringAndSize(url, (Py_ssize_t)len);
+    }
+    /* the key: prefix "/" name, at most 1,024 bytes as S3 takes */
+    if (self->url_prefix_raw + (self->url_prefix_raw ? 1 : 0) + (size_t)n > 1024)
+        Py_RETURN_NONE;
+    if (client_check_fork(self) < 0)
+        return NULL;
+    plen = strlen(self->url_prefix);
+    pthread_mutex_lock(&self->where_lock);
+    base = self->public_base ? self->public_base : self->base;   /* as url(), presign() */
+    blen = strlen(base);
+    if (blen + plen + 1 + 3 * (size_t)n >= sizeof(url)) {
+        pthread_mutex_unlock(&self->where_lock);
+        Py_RETURN_NONE;
+    }
+    memcpy(url, base, blen);
+    strcpy(region, self->region);
+    pthread_mutex_unlock(&self->where_lock);
+    len = blen;
+    if (plen) {
+        memcpy(url + len, self->url_prefix, plen);
+        len += plen;
+        url[len++] = '/';
+    }
+    len += buf_escape_into(url + len, s, (size_t)n, BUF_URI_KEEP_SLASH);
+    url[len] = '\0';
+    if (self->url_mode == 2)
+        return PyUnicode_FromStringAndSize(url, (Py_ssize_t)len);
+    return sign_url(self, "GET", url, len, self->url_expires, NULL, region);
 }
 
 static PyObject *
@@ -1189,6 +1346,10 @@ static PyMethodDef client_methods[] = {
      "last_modified epoch seconds, storage_class); CommonPrefixes a list of str; IsTruncated; "
      "NextContinuationToken."},
     {"url", client_url, METH_O, "url(key) -> the object's plain, unsigned URL"},
+    {"url_setup", client_url_setup, METH_VARARGS,
+     "url_setup(mode, prefix, public_base, expires): the form storage_url() builds"},
+    {"storage_url", (PyCFunction)(void (*)(void))client_storage_url, METH_FASTCALL,
+     "storage_url(name, extra_params, client_method) -> str, or None: the storage's path"},
     {"presign", (PyCFunction)(void (*)(void))client_presign, METH_VARARGS | METH_KEYWORDS,
      "presign(method, key, *, expires=3600, query=None, timestamp=None) -> str"},
     {"_follow_region", client_follow_region, METH_O,

@@ -40,6 +40,13 @@ typedef struct {
     xfer_pool pool;
     pthread_mutex_t key_lock;   /* guards the signing-key cache of every cred_set */
     cred_cache cred;            /* where the keys come from; anonymous: unsigned */
+    /* the storage's url(), set by url_setup(): which form, the escaped key prefix
+     * ("" or "prefix/" escaped) and its raw length, the public URL's base */
+    int url_mode;               /* URL_MODE_* */
+    char *url_prefix;
+    size_t url_prefix_raw;
+    char *url_public;
+    long url_expires;
     int ready;
 } Client;
 

@@ -453,6 +453,29 @@ class S3Storage(Storage):
         if self._prefix == ".":
             self._prefix = ""
         self.settings = s
+        self._url_setup(s)
+
+    def _url_setup(self, s: _Settings) -> None:
+        """Tells the C client which form url() takes, from the settings now in force,
+        so that url() of a plain name is one C call (storage_url)."""
+        mode, public, expires = 0, "", 1
+        if os.sep != "/":
+            pass                     # names need _to_posix: storage.py's path
+        elif s.AWS_S3_PUBLIC_URL:
+            # urljoin() of a relative path without dot segments, empty segments,
+            # '?', '#' or a scheme (what the C side escapes it to) appends it to
+            # the base's joined directory; anything else: storage.py's path
+            joined = urljoin(s.AWS_S3_PUBLIC_URL, "x")
+            if isinstance(joined, str) and joined.endswith("x") and joined.isprintable():
+                mode, public = 1, joined[:-1]
+        elif not s.AWS_S3_BUCKET_AUTH:
+            mode = 2
+        else:
+            mode, expires = 3, int(s.AWS_S3_MAX_AGE_SECONDS)
+            if not 1 <= expires <= 604800:
+                mode, expires = 0, 1   # the C client says what is wrong, on each call
+        self._client.url_setup(mode, self._prefix, public, expires)
+        self._url_fast = self._client.storage_url
 
     def _check_settings(self, s: _Settings) -> None:
         """Refuses, naming the setting, every value that would reach a request
@@ -534,7 +557,7 @@ class S3Storage(Storage):
                     not low <= value <= _PART_MAX:
                 refuse(key + sfx, f"= {value!r} must be a number of bytes from {what} to 5 GiB")
 
-    _CONFIGURED = ("settings", "_client", "_prefix")
+    _CONFIGURED = ("settings", "_client", "_prefix", "_url_fast")
 
     def _setting_changed_received(self, setting: str, **kwargs: Any) -> None:
         # Forget the configuration; the next use builds it again from the settings
@@ -1094,6 +1117,12 @@ class S3Storage(Storage):
 
     def url(self, name: str, extra_params: dict[str, str] | None = None,
             client_method: str = "get_object") -> str:
+        # one C call for the common case; None: the checks and forms below
+        return self._url_fast(name, extra_params, client_method) or \
+            self._url(name, extra_params, client_method)
+
+    def _url(self, name: str, extra_params: dict[str, str] | None,
+             client_method: str) -> str:
         s = self.settings
         if s.AWS_S3_PUBLIC_URL:
             if extra_params or client_method != "get_object":

@@ -1,0 +1,72 @@
+"""url()'s one-C-call path (Client.storage_url) gives byte for byte what
+storage.py's own path (_url) gives, for every form and a set of hard names."""
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+
+from django_s3_storage.storage import S3Storage
+
+NAMES = ["a.txt", "dir/sub/file name.jpg", "plus+sign~tilde.css", "caf\u00e9/\u65e5\u672c.png",
+         "emoji\U0001f600.gif", "q?u#e&r=y;x:y@z", "bang!(star)*'quote'", "back\\slash.txt",
+         "%41percent", "a/.hidden", ".dot", "x" * 1030, "tab\there", "a//b", "dir/"]
+ENDPOINT = "http://127.0.0.1:9"
+
+
+def _storages() -> list[S3Storage]:
+    base = dict(aws_s3_bucket_name="url-bucket", aws_s3_endpoint_url=ENDPOINT,
+                aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret-example",
+                aws_region="us-east-1")
+    return [S3Storage(**base), S3Storage(**base, aws_s3_key_prefix="pre fix/\u00e9"),
+            S3Storage(**base, aws_s3_bucket_auth=False),
+            S3Storage(**base, aws_s3_bucket_auth=False, aws_s3_key_prefix="p+q"),
+            S3Storage(**base, aws_s3_public_url="https://cdn.example.com/static/"),
+            S3Storage(**base, aws_s3_public_url="https://cdn.example.com/a//b/c?x=1#f"),
+            S3Storage(**base, aws_s3_public_url="/media/"),
+            S3Storage(**base, aws_s3_max_age_seconds=60),
+            S3Storage(**base, aws_s3_public_endpoint_url="https://files.example.com:8443")]
+
+
+def _both(st: S3Storage, name: str) -> tuple[object, object]:
+    def one(f):  # type: ignore[no-untyped-def]
+        try:
+            return f()
+        except Exception as e:
+            return (type(e), str(e))
+    for _ in range(3):   # a presigned pair must be signed in the same second
+        fast = one(lambda: st.url(name))
+        slow = one(lambda: st._url(name, None, "get_object"))
+        if fast == slow:
+            break
+    return fast, slow
+
+
+@pytest.mark.parametrize("index", range(9))
+def test_url_forms_unchanged(index: int) -> None:
+    st = _storages()[index]
+    taken = 0
+    for name in NAMES:
+        fast, slow = _both(st, name)
+        assert fast == slow, name
+        taken += st._url_fast(name, None, "get_object") is not None
+    assert taken >= 6   # the C path answered for the plain names
+
+
+def test_url_extra_params_and_methods_take_the_python_path() -> None:
+    st = _storages()[0]
+    url = st.url("a.txt", {"ResponseContentDisposition": "attachment"})
+    assert "response-content-disposition=attachment" in url and "X-Amz-Signature=" in url
+    assert st._url_fast("a.txt", {"ResponseContentDisposition": "x"}, "get_object") is None
+    assert st.url("a.txt", client_method="put_object").count("X-Amz-Signature=") == 1
+    with pytest.raises(ValueError):
+        st.url("a.txt", client_method="nope")
+
+
+def test_url_follows_setting_changes() -> None:
+    with override_settings(AWS_S3_BUCKET_NAME="one", AWS_S3_ENDPOINT_URL=ENDPOINT,
+                           AWS_S3_BUCKET_AUTH=False):
+        st = S3Storage()
+        assert st.url("a b") == f"{ENDPOINT}/one/a%20b"
+        with override_settings(AWS_S3_PUBLIC_URL="https://cdn.example.com/s/"):
+            assert st.url("a b") == "https://cdn.example.com/s/a%20b"
+        assert st.url("a b") == f"{ENDPOINT}/one/a%20b"
