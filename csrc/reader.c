@@ -701,9 +701,9 @@ reader_copy(Reader *r, char *dst, size_t n)
 static void
 reader_forget_parent(Reader *r)
 {
-    if (r->pid == getpid())
+    if (r->pid == xfer_pid())
         return;
-    r->pid = getpid();
+    r->pid = xfer_pid();
     r->h = NULL;
     r->paused = 0;
     r->multi = NULL;
@@ -1022,7 +1022,7 @@ reader_open(Client *c, PyObject *key, int decompress, Py_ssize_t buffer_size, in
     if (r == NULL)
         return NULL;
     r->client = (Client *)Py_NewRef((PyObject *)c);
-    r->pid = getpid();
+    r->pid = xfer_pid();
     r->key = Py_NewRef(key);
     r->decompress = decompress;
     r->verify = verify;

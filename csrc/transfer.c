@@ -11,9 +11,28 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+/* The process's id, kept by a fork handler: every call compares it with the id
+ * its pool was made in, and getpid() is a system call each time. */
+static volatile pid_t current_pid;
+
+static void
+after_fork_child(void)
+{
+    current_pid = getpid();
+}
+
+pid_t
+xfer_pid(void)
+{
+    return current_pid;
+}
+
 int
 xfer_global_init(void)
 {
+    current_pid = getpid();
+    if (pthread_atfork(NULL, NULL, after_fork_child) != 0)
+        return -1;
     return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
 }
 
@@ -75,7 +94,7 @@ xfer_pool_init(xfer_pool *p, int max)
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
     p->max = max;
-    p->pid = getpid();
+    p->pid = xfer_pid();
     p->ready = 1;
     return 0;
 }
@@ -83,7 +102,7 @@ xfer_pool_init(xfer_pool *p, int max)
 int
 xfer_pool_check_fork(xfer_pool *p)
 {
-    if (!p->ready || p->pid == getpid())
+    if (!p->ready || p->pid == xfer_pid())
         return 0;
     /* The child has one thread, and the inherited locks may be in any state.
      * The inherited handles and share handle are dropped without cleanup. */
@@ -93,7 +112,7 @@ xfer_pool_check_fork(xfer_pool *p)
     p->nidle_multi = 0;
     p->created = 0;
     p->new_connections = 0;
-    p->pid = getpid();
+    p->pid = xfer_pid();
     if (share_setup(p) < 0) {
         p->ready = 0;
         return -1;
@@ -108,7 +127,7 @@ xfer_pool_destroy(xfer_pool *p)
 
     if (!p->ready)
         return;
-    if (p->pid == getpid()) {
+    if (p->pid == xfer_pid()) {
         for (i = 0; i < p->nidle; i++)
             curl_easy_cleanup(p->idle[i]);
         for (i = 0; i < p->nidle_multi; i++)

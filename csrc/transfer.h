@@ -87,6 +87,8 @@ typedef struct {
 } xfer_request;
 
 int xfer_global_init(void);                       /* once, at module exec */
+/* getpid() without the system call (kept current in a child by a fork handler). */
+pid_t xfer_pid(void);
 int xfer_pool_init(xfer_pool *p, int max);
 void xfer_pool_destroy(xfer_pool *p);             /* all handles must be back */
 /* In a child after fork(), abandons what the parent's pool held (its connections

@@ -100,7 +100,7 @@ writer_new(Client *c, PyObject *args, PyObject *kw)
     if (w == NULL)
         return NULL;
     w->client = (Client *)Py_NewRef((PyObject *)c);
-    w->pid = getpid();
+    w->pid = xfer_pid();
     call_init(&w->put, c, "PUT");
     w->put_ready = 1;
     if (call_set_key(&w->put, key) < 0 || call_add_object_headers(&w->put, kw, writer_kw) < 0) {
@@ -126,7 +126,7 @@ writer_dealloc(PyObject *self_)
     Writer *w = (Writer *)self_;
     PyTypeObject *tp = Py_TYPE(self_);
 
-    if (w->mpu_ready && w->pid != getpid()) {
+    if (w->mpu_ready && w->pid != xfer_pid()) {
         /* a child after fork(): the upload and its handles are the parent's,
          * neither aborted nor closed here */
         int i;
@@ -165,7 +165,7 @@ writer_enter(Writer *w, int closed_ok)
         PyErr_SetString(PyExc_ValueError, "I/O operation on a closed Writer");
         return -1;
     }
-    if (w->pid != getpid()) {
+    if (w->pid != xfer_pid()) {
         PyErr_SetString(PyExc_RuntimeError,
                         "this Writer belongs to the parent process (it was opened before fork())");
         return -1;
