@@ -318,6 +318,9 @@ def test_quick_collectstatic_benchmark_and_the_bucket_matches_015_and_django(
         for impl in impls:
             f = row["impls"][impl]
             assert f["wall"]["median"] > 0 and f["requests"] > 0, (phase, impl, f)
+            by_method = f["requests_by_method"]
+            assert by_method["total"] == f["requests"]
+            assert by_method["total"] == sum(v for k, v in by_method.items() if k != "total")
     # an unchanged re-run leaves the same keys as the first run
     assert rows["first"]["impls"]["ours"]["keys"] == rows["rerun"]["impls"]["ours"]["keys"]
 
