@@ -4,6 +4,9 @@
 #   make demo    a short demo against a local S3 server started for it
 #   make test    the whole test suite
 #
+#   make bench   the small-operation and collectstatic benchmarks against the peers on
+#                Ceph RGW (bench/small.py, bench/collectstatic.py; writes
+#                bench/results.json and its sections of bench/RESULTS.md)
 #   make bench-large  the large-file benchmark against its peers on Ceph RGW
 #                     (bench/large.py; writes bench/results-large.json, bench/RESULTS.md)
 #
@@ -25,7 +28,7 @@ DEBS   := gcc make pkg-config libcurl4-openssl-dev libssl-dev zlib1g-dev libxml2
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check build deps sanitize valgrind clean bench-large soak fuzz fuzz-ci fuzz-build \
+.PHONY: demo test check build deps sanitize valgrind clean bench bench-large soak fuzz fuzz-ci fuzz-build \
 	fault-table
 
 deps:
@@ -81,6 +84,14 @@ valgrind: build
 # the fault x operation x outcome table of README.rst ("Reliability"), from a run on moto
 fault-table: build
 	S3_WRITE_FAULT_TABLE=1 S3_TEST_BACKEND=moto $(PY) -m pytest -q -p no:cacheprovider tests/test_faults.py
+
+# the peers' venvs under bench/venvs/, then 3 interleaved rounds of each on a Ceph RGW
+# that each script starts (scripts/rgw) and stops; bench/results.json holds both
+bench: build
+	VENV=$(VENV) bash bench/peers.sh
+	VENV=$(VENV) BENCH_COMMAND="make bench" $(PY) bench/small.py --rgw
+	VENV=$(VENV) BENCH_COMMAND="make bench" $(PY) bench/collectstatic.py --rgw
+	$(PY) -c 'import json; json.dump({k: json.load(open("bench/results-" + k + ".json")) for k in ("small", "collectstatic")}, open("bench/results.json", "w"), indent=1)'
 
 # the peers' venvs under bench/venvs/, then 3 interleaved rounds on a Ceph RGW that
 # bench/large.py starts (scripts/rgw) and stops

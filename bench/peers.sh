@@ -30,3 +30,9 @@ peer() {  # peer NAME CHECK-MODULE PIP-SPEC...
 
 peer dss015 django_s3_storage "django-s3-storage==0.15.0"
 peer storages storages "django-storages[s3]==1.14.6"
+# The small-operation and collectstatic benchmarks (bench/small.py, bench/collectstatic.py)
+# add collectfasta to the django-storages venv (enabled only in the "+cf" settings) and capo:
+#   bench/venvs/storages  + collectfasta==3.3.5
+#   bench/venvs/capo      django-capo-s3==0.7.1
+peer storages collectfasta "django-storages[s3]==1.14.6" "collectfasta==3.3.5"
+peer capo capo_s3 "django-capo-s3==0.7.1"

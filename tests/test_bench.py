@@ -242,3 +242,128 @@ def test_large_ratios_are_of_wall_time_and_of_storage_time_for_reads_only() -> N
     met = {t["what"]: t["met"] for t in large.targets(list(rows.values()))}
     assert met["save 256 MiB: >= 1.5x faster than django-s3-storage 0.15.0"] is True
     assert met["read 256 MiB: >= 1.5x faster than django-s3-storage 0.15.0"] is True
+
+
+# ---- bench/small.py and bench/collectstatic.py, quick mode -------------------------------
+
+PEERS = ROOT / "bench" / "venvs"
+
+
+def _bench_env(s3: S3Target) -> dict[str, str]:
+    return dict(os.environ, S3_TEST_ENDPOINT_URL=s3.endpoint, S3_TEST_ACCESS_KEY=s3.access_key,
+                S3_TEST_SECRET_KEY=s3.secret_key, S3_BENCH_BUCKET=BUCKET)
+
+
+def _present(*venvs: str) -> list[str]:
+    return [v for v in venvs if (PEERS / VENV_OF[v] / "bin" / "python").exists()]
+
+
+VENV_OF = {"dss015": "dss015", "storages": "storages", "capo": "capo", "cf": "storages"}
+
+
+def test_quick_small_benchmark_reports_every_row_with_sane_figures(
+        s3: S3Target, tmp_path: Path) -> None:
+    out = tmp_path / "small.json"
+    # this package, and django-storages (for boto3's get_object) when its venv is there
+    impls = ["ours", *_present("storages")]
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "small.py"), "--quick", "--n", "8",
+                           "--ours-python", sys.executable, "--out", str(out),
+                           "--impls", *impls],
+                          env=_bench_env(s3), cwd=str(ROOT), capture_output=True, text=True,
+                          timeout=150)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    small = _bench_module("small")
+    rows = {r["row"]: r for r in result["summary"]}
+    assert set(rows) == {key for key, *_ in small.ROWS} | {"small_get.wall"}
+    for key, row in rows.items():
+        ours = row["impls"]["ours"]
+        assert 0 < ours["min"] <= ours["median"] <= ours["max"], (key, ours)
+        for impl in impls:
+            assert impl in row["impls"], (key, impl)
+    # sanity: a presigned url() costs under 1 ms of CPU here, a listing of 300 keys
+    # more CPU than one of 100 is no rule (pages), but both are under a second
+    assert rows["url.presigned"]["impls"]["ours"]["median"] < 1e-3
+    assert rows["import.rss_added"]["impls"]["ours"]["median"] > 0
+    for key in ("listdir.small.cpu", "listdir.large.cpu"):
+        assert rows[key]["impls"]["ours"]["median"] < 1.0
+    assert rows["threads.ops_per_s"]["impls"]["ours"]["median"] > 1
+    if "storages" in impls:
+        assert "boto3" in rows["small_get.wall"]["impls"]
+        assert rows["url.presigned"]["ratio"] > 0 and rows["url.presigned"]["best_peer"]
+    assert result["meta"]["listings"] == {"small": 100, "large": 300}
+    assert result["meta"]["command"].startswith("python bench/small.py --quick")
+
+
+def _local_manifest_run(tmp: Path, files: int) -> dict[str, dict[str, str]]:
+    """Django's own ManifestStaticFilesStorage on the local filesystem, over the same
+    generated files: relative name -> SHA-256 and the Content-Type S3 should get."""
+    import hashlib
+    import mimetypes
+
+    cs = _bench_module("collectstatic")
+    static, root = tmp / "local-src", tmp / "local-root"
+    cs.generate_static(static, files)
+    (tmp / "local_settings.py").write_text(
+        f"SECRET_KEY = 'bench'\nUSE_TZ = True\nSTATIC_URL = '/static/'\n"
+        f"INSTALLED_APPS = ['django.contrib.staticfiles']\nDATABASES = {{}}\n"
+        f"STATICFILES_DIRS = [{str(static)!r}]\nSTATIC_ROOT = {str(root)!r}\n"
+        "STORAGES = {'staticfiles': {'BACKEND': "
+        "'django.contrib.staticfiles.storage.ManifestStaticFilesStorage'}}\n")
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="local_settings", PYTHONPATH=str(tmp))
+    proc = subprocess.run([sys.executable, "-m", "django", "collectstatic", "--noinput", "-v0"],
+                          env=env, cwd=str(tmp), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = {}
+    for p in root.rglob("*"):
+        if p.is_file():
+            rel = p.relative_to(root).as_posix()
+            out[rel] = {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
+                        "type": mimetypes.guess_type(rel)[0] or "application/octet-stream"}
+    return out
+
+
+def test_quick_collectstatic_benchmark_and_the_bucket_matches_015_and_django(
+        s3: S3Target, tmp_path: Path) -> None:
+    out = tmp_path / "cs.json"
+    impls = ["ours", *_present("dss015")]
+    files = 12
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "collectstatic.py"), "--quick",
+                           "--files", str(files), "--ours-python", sys.executable,
+                           "--out", str(out), "--impls", *impls],
+                          env=_bench_env(s3), cwd=str(ROOT), capture_output=True, text=True,
+                          timeout=150)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    rows = {r["phase"]: r for r in result["summary"]}
+    assert set(rows) == {"first", "rerun"}
+    for phase, row in rows.items():
+        for impl in impls:
+            f = row["impls"][impl]
+            assert f["wall"]["median"] > 0 and f["requests"] > 0, (phase, impl, f)
+            by_method = f["requests_by_method"]
+            assert by_method["total"] == f["requests"]
+            assert by_method["total"] == sum(v for k, v in by_method.items() if k != "total")
+    # an unchanged re-run leaves the same keys as the first run
+    assert rows["first"]["impls"]["ours"]["keys"] == rows["rerun"]["impls"]["ours"]["keys"]
+
+    # the bucket after our runs holds what Django's own Manifest storage writes locally:
+    # the same names (hashed and not, and staticfiles.json), the same bytes once
+    # gunzipped, and the Content-Type of the name
+    local = _local_manifest_run(tmp_path, files)
+    ours = result["ours_snapshot"]
+    assert sorted(ours) == sorted(local)
+    assert rows["first"]["impls"]["ours"]["keys"] == len(local)
+    for name, want in local.items():
+        got = ours[name]
+        assert got["decoded_sha256"] == want["sha256"], name
+        assert (got["ContentType"] or "").split(";")[0] == want["type"], (name, got)
+    # and, when 0.15 could be installed, what 0.15 leaves: keys, bytes, headers
+    comparison = result["comparison"]
+    if "dss015" in impls:
+        assert comparison["compared"] is True
+        assert comparison["differences"] == [], comparison["differences"]
+        assert comparison["identical"] is True
+        assert comparison["raw_differs_gzip_only"] is True
+    else:
+        assert comparison == {"compared": False}
