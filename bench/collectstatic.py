@@ -97,6 +97,8 @@ def settings_text(impl: str, target: dict[str, str], prefix: str, static_dir: Pa
         apps += ["django.contrib.admin", "django.contrib.sessions", "django.contrib.messages"]
     if impl == "cf":
         apps.append("collectfasta")
+    if impl == "ours":
+        apps.append("django_s3_storage")   # before staticfiles, as README.rst says
     apps.append("django.contrib.staticfiles")
     s: dict[str, Any] = dict(DEBUG=False, USE_TZ=True, SECRET_KEY="bench", INSTALLED_APPS=apps,
                              STATIC_URL="/static/", STATICFILES_DIRS=[str(static_dir)],

@@ -1247,8 +1247,9 @@ class StaticS3Storage(S3Storage):
 
 class ManifestStaticS3Storage(ManifestFilesMixin, StaticS3Storage):
     """Static storage with hashed names and a staticfiles.json manifest. Hashed
-    files never change, so they are cached for AWS_S3_MAX_AGE_SECONDS_CACHED_STATIC;
-    the manifest and the un-hashed copies keep AWS_S3_MAX_AGE_SECONDS_STATIC."""
+    files never change, so they are cached for AWS_S3_MAX_AGE_SECONDS_CACHED_STATIC
+    (and the manifest, which collectstatic saves with them, as 0.15 does); the
+    un-hashed copies keep AWS_S3_MAX_AGE_SECONDS_STATIC."""
 
     default_s3_settings = {**StaticS3Storage.default_s3_settings,
                            "AWS_S3_MAX_AGE_SECONDS_CACHED": 60 * 60 * 24 * 365}
@@ -1265,9 +1266,10 @@ class ManifestStaticS3Storage(ManifestFilesMixin, StaticS3Storage):
         super().__init__(**own)
 
     def _max_age_for(self, name: str) -> int | None:
-        # post_process saves only hashed names (and the manifest); sync_meta asks
-        # the manifest which names are hashed.
-        if name != self.manifest_name and (self._hashing or name in self._known_hashed):
+        # post_process saves only hashed names and the manifest, all with the long max
+        # age, as 0.15 does; sync_meta asks the manifest which names are hashed (the
+        # manifest itself then gets the short one, as in 0.15)
+        if self._hashing or (name != self.manifest_name and name in self._known_hashed):
             return int(self.settings.AWS_S3_MAX_AGE_SECONDS_CACHED)
         return None
 
