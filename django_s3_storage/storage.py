@@ -685,6 +685,18 @@ class S3Storage(Storage):
                 params["server_side_encryption"] = "AES256"
         return params
 
+    def _upload_params(self, name: str, content_type: str,
+                       gzip_size: int | None) -> dict[str, Any]:
+        """The object's headers for an upload of name: gzip_size, the size before
+        compression, when the body is gzipped."""
+        params = self._put_params(name, self._max_age_for(name))
+        params["content_type"] = content_type
+        if gzip_size is not None:
+            params["content_encoding"] = "gzip"
+            params["metadata"][UNCOMPRESSED_SIZE_META_KEY] = str(gzip_size)
+            self._check_metadata_total(params["metadata"])
+        return params
+
     def _max_age_for(self, name: str) -> int | None:
         """The max age of the Cache-Control header of `name` (None: the setting's)."""
         return None
@@ -787,12 +799,7 @@ class S3Storage(Storage):
             copy = tempfile.SpooledTemporaryFile(max_size=self.gzip_spool_size)
         try:
             for _ in range(_NAME_ATTEMPTS):
-                params = self._put_params(name, self._max_age_for(name))
-                params["content_type"] = content_type
-                if gzip_size is not None:
-                    params["content_encoding"] = "gzip"
-                    params["metadata"][UNCOMPRESSED_SIZE_META_KEY] = str(gzip_size)
-                    self._check_metadata_total(params["metadata"])
+                params = self._upload_params(name, content_type, gzip_size)
                 try:
                     with self._writer(self._object_key(name), params, size_hint,
                                       if_none_match=conditional) as w:
@@ -960,12 +967,7 @@ class S3Storage(Storage):
                 spool, gzip_size = packed
                 with spool:
                     body = spool.read()
-        params = self._put_params(name, self._max_age_for(name))
-        params["content_type"] = content_type
-        if gzip_size is not None:
-            params["content_encoding"] = "gzip"
-            params["metadata"][UNCOMPRESSED_SIZE_META_KEY] = str(gzip_size)
-            self._check_metadata_total(params["metadata"])
+        params = self._upload_params(name, content_type, gzip_size)
         digest = '"' + hashlib.md5(body, usedforsecurity=False).hexdigest() + '"'
         run.packs[(hashlib.md5(raw, usedforsecurity=False).digest(), gzip)] = (digest, gzip_size)
         if was is not None and was[1] == digest and (replacing or not conditional):
