@@ -1103,8 +1103,10 @@ client_url_setup(PyObject *self_, PyObject *args)
     if (client_ready(self) < 0 ||
         !PyArg_ParseTuple(args, "is#s#l:url_setup", &mode, &prefix, &np, &pub, &npub, &expires))
         return NULL;
-    if (mode < 0 || mode > 3 || (mode == 3 && (expires < 1 || expires > 604800))) {
-        PyErr_SetString(PyExc_ValueError, "url_setup: mode 0-3, expires 1-604800 seconds");
+    if (mode < 0 || mode > 3 || (mode == 3 && (expires < 1 || expires > 604800)) ||
+        memchr(prefix, '\0', (size_t)np) != NULL || memchr(pub, '\0', (size_t)npub) != NULL) {
+        PyErr_SetString(PyExc_ValueError,
+                        "url_setup: mode 0-3, expires 1-604800 seconds, no NUL in prefix or base");
         return NULL;
     }
     p = malloc(3 * (size_t)np + 2);
@@ -1114,13 +1116,12 @@ client_url_setup(PyObject *self_, PyObject *args)
         free(q);
         return PyErr_NoMemory();
     }
-    np = (Py_ssize_t)buf_escape_into(p, prefix, (size_t)np, BUF_URI_KEEP_SLASH);
-    p[np] = '\0';
+    p[buf_escape_into(p, prefix, (size_t)np, BUF_URI_KEEP_SLASH)] = '\0';
     memcpy(q, pub, (size_t)npub + 1);
     free(self->url_prefix);
     free(self->url_public);
     self->url_prefix = p;
-    self->url_prefix_raw = strlen(prefix);
+    self->url_prefix_raw = (size_t)np;
     self->url_public = q;
     self->url_expires = expires;
     self->url_mode = mode;

@@ -70,3 +70,18 @@ def test_url_follows_setting_changes() -> None:
         with override_settings(AWS_S3_PUBLIC_URL="https://cdn.example.com/s/"):
             assert st.url("a b") == "https://cdn.example.com/s/a%20b"
         assert st.url("a b") == f"{ENDPOINT}/one/a%20b"
+
+
+def test_url_setup_refuses_nul_and_counts_the_prefix_unescaped() -> None:
+    st = _storages()[1]      # prefix "pre fix/é": 10 bytes, 16 escaped
+    client = st._client
+    with pytest.raises(ValueError, match="NUL"):
+        client.url_setup(2, "a\0b", "", 0)
+    with pytest.raises(ValueError, match="NUL"):
+        client.url_setup(1, "", "https://cdn.example.com/\0", 0)
+    prefix = "pre fix/\u00e9"
+    client.url_setup(2, prefix, "", 0)
+    room = 1024 - len(prefix.encode()) - 1
+    url = client.storage_url("x" * room, None, "get_object")
+    assert url is not None and url.endswith("/pre%20fix/%C3%A9/" + "x" * room)
+    assert client.storage_url("x" * (room + 1), None, "get_object") is None
