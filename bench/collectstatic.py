@@ -382,17 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rgw = None
     try:
-        if args.rgw:
-            print("starting Ceph RGW (scripts/rgw)...", flush=True)
-            rgw = large.Rgw(large.parse_size(args.rgw_mem))
-            target = {"endpoint": rgw.endpoint, "access_key": rgw.access_key,
-                      "secret_key": rgw.secret_key, "bucket": "bench-collectstatic"}
-            server = rgw.version
+        target, server, rgw = large.target_for(args, "bench-collectstatic")
+        if rgw is not None:
             boto(target).create_bucket(Bucket=target["bucket"])
-        else:
-            from small import target_from_env
-            target, server = target_from_env(args)
-        large.loopback_only(target["endpoint"])
         measured = measure(args, target, pythons)
     finally:
         if rgw is not None:

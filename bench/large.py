@@ -395,6 +395,37 @@ def resummarize(path: Path, results_md: Path) -> int:
     return 0
 
 
+def target_for(args: argparse.Namespace, bucket: str) -> tuple[dict[str, str], str, Rgw | None]:
+    """The server a benchmark measures, with its name: Ceph RGW started here with
+    `bucket` (--rgw; the caller makes the bucket and stops the server) or the one
+    S3_TEST_ENDPOINT_URL, S3_TEST_ACCESS_KEY, S3_TEST_SECRET_KEY and S3_BENCH_BUCKET
+    name. Either way on 127.0.0.1 only."""
+    rgw = None
+    if args.rgw:
+        print("starting Ceph RGW (scripts/rgw)...", flush=True)
+        rgw = Rgw(parse_size(args.rgw_mem))
+        target = {"endpoint": rgw.endpoint, "access_key": rgw.access_key,
+                  "secret_key": rgw.secret_key, "bucket": bucket}
+        server = rgw.version
+    else:
+        try:
+            target = {"endpoint": os.environ["S3_TEST_ENDPOINT_URL"],
+                      "access_key": os.environ["S3_TEST_ACCESS_KEY"],
+                      "secret_key": os.environ["S3_TEST_SECRET_KEY"],
+                      "bucket": os.environ.get("S3_BENCH_BUCKET", "test-bucket")}
+        except KeyError as e:
+            raise SystemExit(f"{e.args[0]} is not set: give --rgw, or the endpoint, keys "
+                             "and bucket (S3_BENCH_BUCKET) of an S3 server") from None
+        server = args.server or os.environ.get("S3_BENCH_SERVER") or "an S3 server"
+    try:
+        loopback_only(target["endpoint"])
+    except BaseException:
+        if rgw is not None:
+            rgw.stop()
+        raise
+    return target, server, rgw
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -453,25 +484,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rgw = None
     try:
-        if args.rgw:
-            print("starting Ceph RGW (scripts/rgw)...", flush=True)
-            rgw = Rgw(parse_size(args.rgw_mem))
-            target = {"endpoint": rgw.endpoint, "access_key": rgw.access_key,
-                      "secret_key": rgw.secret_key, "bucket": "bench-large"}
-            server = rgw.version
+        target, server, rgw = target_for(args, "bench-large")
+        if rgw is not None:
             mk = pythons["storages"] if "storages" in args.impls else pythons["ours"]
             run_worker(mk, dict(target, impl="storages", op="mkbucket"))
-        else:
-            try:
-                target = {"endpoint": os.environ["S3_TEST_ENDPOINT_URL"],
-                          "access_key": os.environ["S3_TEST_ACCESS_KEY"],
-                          "secret_key": os.environ["S3_TEST_SECRET_KEY"],
-                          "bucket": os.environ.get("S3_BENCH_BUCKET", "test-bucket")}
-            except KeyError as e:
-                raise SystemExit(f"{e.args[0]} is not set: give --rgw, or the endpoint, keys "
-                                 "and bucket (S3_BENCH_BUCKET) of an S3 server") from None
-            server = args.server or os.environ.get("S3_BENCH_SERVER") or "an S3 server"
-        loopback_only(target["endpoint"])
         measured = measure(args, target, pythons, rgw)
     finally:
         if rgw is not None:

@@ -265,18 +265,6 @@ def pythons_for(args: argparse.Namespace, wanted: list[str]) -> dict[str, str]:
     return pythons
 
 
-def target_from_env(args: argparse.Namespace) -> tuple[dict[str, str], str]:
-    try:
-        target = {"endpoint": os.environ["S3_TEST_ENDPOINT_URL"],
-                  "access_key": os.environ["S3_TEST_ACCESS_KEY"],
-                  "secret_key": os.environ["S3_TEST_SECRET_KEY"],
-                  "bucket": os.environ.get("S3_BENCH_BUCKET", "test-bucket")}
-    except KeyError as e:
-        raise SystemExit(f"{e.args[0]} is not set: give --rgw, or the endpoint, keys and "
-                         "bucket (S3_BENCH_BUCKET) of an S3 server") from None
-    return target, args.server or os.environ.get("S3_BENCH_SERVER") or "an S3 server"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -311,17 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rgw = None
     try:
-        if args.rgw:
-            print("starting Ceph RGW (scripts/rgw)...", flush=True)
-            rgw = large.Rgw(large.parse_size(args.rgw_mem))
-            target = {"endpoint": rgw.endpoint, "access_key": rgw.access_key,
-                      "secret_key": rgw.secret_key, "bucket": "bench-small"}
-            server = rgw.version
+        target, server, rgw = large.target_for(args, "bench-small")
+        if rgw is not None:
             large.run_worker(pythons.get("storages", pythons["ours"]),
                              dict(target, impl="storages", op="mkbucket"))
-        else:
-            target, server = target_from_env(args)
-        large.loopback_only(target["endpoint"])
         measured = measure(args, target, pythons)
     finally:
         if rgw is not None:
