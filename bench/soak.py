@@ -32,11 +32,9 @@ import ctypes
 import gc
 import gzip
 import hashlib
-import io
 import json
 import os
 import random
-import statistics
 import sys
 import threading
 import time

@@ -1,6 +1,7 @@
 """CPU per url() call, three forms (process_time loops, median of 7 rounds of 20,000); no server.
 Run from the checkout: PYTHONPATH=. python bench/url_cpu.py"""
-import statistics, sys, time
+import statistics
+import time
 import django
 from django.conf import settings
 settings.configure(AWS_REGION="us-east-1", AWS_ACCESS_KEY_ID="AKIDEXAMPLE",

@@ -10,12 +10,14 @@
 - ScriptedS3: the base of a test's own small S3 (its state, a lock, `answer(seen)`)
   on a ScriptedServer; test_writer's MiniS3 and test_overwrite's RacyS3 build on it.
 
-Two helpers that are not servers: ticks_meanwhile (did a call release the GIL?) and
-in_forked_child (run a function in a fork, get its exit status).
+Helpers that are not servers: ticks_meanwhile (did a call release the GIL?),
+in_forked_child (run a function in a fork, get its exit status) and bench_module
+(bench/NAME.py as a module: the benchmark's proxy and workers).
 """
 from __future__ import annotations
 
 import http.server
+import importlib.util
 import json
 import os
 import socket
@@ -30,6 +32,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from contextlib import contextmanager
+from types import ModuleType
 from typing import Callable, Iterator, Self
 
 
@@ -296,3 +299,21 @@ def in_forked_child(child: Callable[[], int]) -> int:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     return os.WEXITSTATUS(status)
+
+
+def bench_module(name: str) -> ModuleType:
+    """bench/NAME.py as the module bench_NAME (bench/ is no package, nor on the path),
+    loaded once: every test then shares its classes."""
+    key = f"bench_{name}"
+    if key not in sys.modules:
+        path = Path(__file__).resolve().parent.parent / "bench" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(key, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[key]
+            raise
+    return sys.modules[key]

@@ -3,7 +3,6 @@ S3 server, and its counting proxy. Not a timed test: it checks that the harness
 measures (the figures are there and positive) and that the data went round intact."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -12,27 +11,17 @@ import sys
 import threading
 import time
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from conftest import BUCKET, S3Target
+from servers import bench_module
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _bench_module(name: str) -> ModuleType:
-    """bench/NAME.py under the name bench_NAME (bench/ is no package, nor on the path)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-CountingProxy = _bench_module("proxy").CountingProxy
-_worker = _bench_module("worker")
+CountingProxy = bench_module("proxy").CountingProxy
+_worker = bench_module("worker")
 PseudoRandomFile, expected_sha256 = _worker.PseudoRandomFile, _worker.expected_sha256
 
 
@@ -222,7 +211,7 @@ def test_fault_proxy_resets_and_cuts_bodies_short() -> None:
 
 
 def test_large_ratios_are_of_wall_time_and_of_storage_time_for_reads_only() -> None:
-    large = _bench_module("large")
+    large = bench_module("large")
     MiB = 1 << 20
     runs = []
     for impl, save, source, read, hashing in (("ours", 2.0, 0.3, 1.0, 0.5),
@@ -273,7 +262,7 @@ def test_quick_small_benchmark_reports_every_row_with_sane_figures(
                           timeout=150)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
-    small = _bench_module("small")
+    small = bench_module("small")
     rows = {r["row"]: r for r in result["summary"]}
     assert set(rows) == {key for key, *_ in small.ROWS} | {"small_get.wall"}
     for key, row in rows.items():
@@ -301,7 +290,7 @@ def _local_manifest_run(tmp: Path, files: int) -> dict[str, dict[str, str]]:
     import hashlib
     import mimetypes
 
-    cs = _bench_module("collectstatic")
+    cs = bench_module("collectstatic")
     static, root = tmp / "local-src", tmp / "local-root"
     cs.generate_static(static, files)
     (tmp / "local_settings.py").write_text(

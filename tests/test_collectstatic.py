@@ -5,9 +5,7 @@ on an unchanged re-run, raises every failed upload, and leaves nothing cached be
 from __future__ import annotations
 
 import builtins
-import importlib.util
 import os
-import sys
 import threading
 import time
 import uuid
@@ -23,24 +21,15 @@ from django.test import override_settings
 from django_s3_storage.management.commands.collectstatic import Command as Ours
 from django_s3_storage.storage import S3Error, StaticS3Storage
 
+from servers import bench_module
+
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "test-bucket-static"
 MANIFEST = "django_s3_storage.storage.ManifestStaticS3Storage"
 STATIC = "django_s3_storage.storage.StaticS3Storage"
 
 
-def _proxy_module() -> Any:
-    name = "bench_proxy"     # as tests/test_bench.py loads it: one module, one class
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "proxy.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-proxy_module = _proxy_module()
+proxy_module = bench_module("proxy")
 FaultProxy, Rule = proxy_module.FaultProxy, proxy_module.Rule
 METHODS = ("GET", "HEAD", "PUT", "DELETE", "POST")
 Group: Any = getattr(builtins, "ExceptionGroup", S3Error)   # Python 3.11+

@@ -10,9 +10,7 @@ compares them, and S3_WRITE_FAULT_TABLE=1 (or `make fault-table`) rewrites it.
 from __future__ import annotations
 
 import concurrent.futures
-import importlib.util
 import os
-import sys
 import textwrap
 import threading
 import time
@@ -27,24 +25,14 @@ from django_s3_storage import _s3
 from django_s3_storage.storage import S3Storage
 
 from conftest import BACKEND, BUCKET, S3Target
+from servers import bench_module
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.rst"
 TABLE_START, TABLE_END = ".. fault-table-start", ".. fault-table-end"
 
 
-def _proxy_module() -> Any:
-    name = "bench_proxy"     # as tests/test_bench.py loads it: one module, one class
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "proxy.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-proxy_module = _proxy_module()
+proxy_module = bench_module("proxy")
 FaultProxy, Rule = proxy_module.FaultProxy, proxy_module.Rule
 
 READ_TIMEOUT = 1.0

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import socketserver
 import subprocess
 import threading
 import time
 import zlib
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
 

@@ -12,7 +12,7 @@ import time
 import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
 
