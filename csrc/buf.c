@@ -18,7 +18,7 @@ buf_reserve(buf_t *b, size_t extra)
     need = b->len + extra + 1;
     if (need <= b->cap)
         return 0;
-    cap = b->cap ? b->cap : 64;
+    cap = b->cap ? b->cap : 256;   /* a signature's strings in one allocation each */
     while (cap < need)
         cap = cap > ((size_t)-1) / 2 ? need : cap * 2;
     p = realloc(b->data, cap);
@@ -161,6 +161,31 @@ buf_append_uri(buf_t *b, const char *p, size_t n, int keep_slash)
                               keep_slash ? BUF_URI_KEEP_SLASH : BUF_URI_SIGV4);
     b->data[b->len] = '\0';
     return 0;
+}
+
+int
+buf_is_escaped(const char *p, size_t n, int mode)
+{
+    const unsigned char keep = mode == BUF_URI_DJANGO ? (U_UNRES | U_SLASH | U_DJANGO)
+                               : mode == BUF_URI_KEEP_SLASH ? (U_UNRES | U_SLASH) : U_UNRES;
+    size_t i;
+    int hi, lo;
+    unsigned char d;
+
+    for (i = 0; i < n; i++) {
+        if (uri_keep[(unsigned char)p[i]] & keep)
+            continue;
+        /* an escape of a byte the encoding escapes, in upper-case hex */
+        if (p[i] != '%' || i + 2 >= n || (hi = buf_hexval(p[i + 1])) < 0 ||
+            (lo = buf_hexval(p[i + 2])) < 0)
+            return 0;
+        d = (unsigned char)(hi * 16 + lo);
+        if ((uri_keep[d] & keep) || p[i + 1] != hex_upper[d >> 4] ||
+            p[i + 2] != hex_upper[d & 15])
+            return 0;
+        i += 2;
+    }
+    return 1;
 }
 
 int

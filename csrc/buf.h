@@ -32,6 +32,9 @@ int buf_append_uri(buf_t *b, const char *p, size_t n, int keep_slash);
  * keeps (SigV4's unreserved, '/', and ! ' ( ) *). */
 enum { BUF_URI_SIGV4 = 0, BUF_URI_KEEP_SLASH = 1, BUF_URI_DJANGO = 2 };
 size_t buf_escape_into(char *dst, const char *p, size_t n, int mode);
+/* Whether p is already what decoding its %XX escapes (as buf_append_unescaped
+ * does) and encoding again in `mode` gives: then the round trip can be skipped. */
+int buf_is_escaped(const char *p, size_t n, int mode);
 /* Decodes %XX escapes (a malformed escape is copied literally). */
 int buf_hexval(char c);                               /* 0-15, or -1 */
 int buf_append_unescaped(buf_t *b, const char *p, size_t n);

@@ -4,7 +4,8 @@
  *
  * Input: fields separated by NUL bytes: method, URL, payload hash, then header
  * name and value pairs. Also checks that buf_append_uri() escapes every byte
- * it must and that buf_append_unescaped() undoes it exactly. */
+ * it must, that buf_append_unescaped() undoes it exactly, and that what
+ * buf_is_escaped() accepts is its own canonical form. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,24 @@ check_uri_round_trip(const uint8_t *p, size_t n, int keep_slash)
     buf_free(&dec);
 }
 
+/* buf_is_escaped() says yes only where decoding and encoding again gives the
+ * input back: the signer then takes the input as its canonical form. */
+static void
+check_is_escaped(const uint8_t *p, size_t n, int keep_slash)
+{
+    buf_t dec = BUF_INIT, enc = BUF_INIT;
+
+    if (!buf_is_escaped((const char *)p, n, keep_slash ? BUF_URI_KEEP_SLASH : BUF_URI_SIGV4))
+        return;
+    if (buf_append_unescaped(&dec, (const char *)p, n) < 0 ||
+        buf_append_uri(&enc, dec.data ? dec.data : "", dec.len, keep_slash) < 0)
+        abort();
+    if (enc.len != n || (n && memcmp(enc.data, p, n) != 0))
+        abort();
+    buf_free(&dec);
+    buf_free(&enc);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -62,6 +81,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     check_uri_round_trip(data, size, 0);
     check_uri_round_trip(data, size, 1);
+    check_is_escaped(data, size, 0);
+    check_is_escaped(data, size, 1);
 
     /* each field its own exact allocation: a read past one is caught */
     for (i = 0; i <= size && nf < MAX_FIELDS; i++) {
