@@ -98,6 +98,9 @@ _NAME_TAKEN = ("PreconditionFailed", "ConditionalRequestConflict")
 # collectstatic: the bytes of rewritten files (css, js) held back while
 # post-processing runs, at most
 _HELD_MAX = 64 * 1024 * 1024
+# ... and the bytes of the bodies queued or being sent, at most (one bigger body
+# goes alone)
+_INFLIGHT_MAX = 64 * 1024 * 1024
 _SAVING: ContextVar[tuple[str, int | None] | None] = ContextVar("_SAVING", default=None)
 # Attribute and keyword names whose values never show in a repr (Django's reporter
 # prints locals with repr even when DEBUG hides nothing else).
@@ -234,6 +237,25 @@ def _to_posix(name: str) -> str:
     return name.replace(os.sep, "/") if os.sep != "/" else name
 
 
+class _Budget:
+    """Bytes in flight, at most `cap`: acquire(n) waits until n more fit, or until
+    nothing is in flight (a body bigger than the cap goes alone)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap, self.used = cap, 0
+        self.cond = threading.Condition()
+
+    def acquire(self, n: int) -> None:
+        with self.cond:
+            self.cond.wait_for(lambda: self.used == 0 or self.used + n <= self.cap)
+            self.used += n
+
+    def release(self, n: int) -> None:
+        with self.cond:
+            self.used -= n
+            self.cond.notify_all()
+
+
 class _Collecting:
     """One collectstatic run on a storage (S3Storage.collecting()): the prefix as
     one listing took it when the run began, kept current by the run's own writes;
@@ -256,7 +278,7 @@ class _Collecting:
         self.submit: Callable[..., Future[None]] | None = None
         self.workers = max(1, int(storage.settings.AWS_S3_MAX_POOL_CONNECTIONS))
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="s3-collect")
-        self.window = threading.BoundedSemaphore(self.workers * 4)   # bodies held in memory
+        self.window = _Budget(_INFLIGHT_MAX)     # the bodies held in memory
         self.errors: list[BaseException] = []
         self.dirs: dict[str, int] = {}    # "directory" -> live keys under it
         self.puts = self.skipped = 0
@@ -298,7 +320,7 @@ class _Collecting:
             self.held_bytes += len(args[2])
             return
         assert self.submit is not None
-        self.window.acquire()
+        self.window.acquire(len(args[2]))
         self.pending[key] = self.submit(*args)
         self.sent.add(key)
         self.puts += 1
@@ -980,6 +1002,7 @@ class S3Storage(Storage):
 
     def _put_body(self, run: _Collecting, key: str, params: dict[str, Any], body: bytes,
                   conditional: bool, gzip: bool = False) -> None:
+        held = len(body)
         try:
             packed = self._gzipped(ContentFile(body)) if gzip else None
             if packed is not None:
@@ -992,7 +1015,7 @@ class S3Storage(Storage):
             with self._writer(key, params, len(body), if_none_match=conditional) as w:
                 w.write(body)
         finally:
-            run.window.release()
+            run.window.release(held)
 
     def meta(self, name: str) -> dict[str, Any]:
         """The object's headers in the shape of boto3's head_object."""
@@ -1243,7 +1266,10 @@ class S3Storage(Storage):
 class StaticS3Storage(S3Storage):
     """S3 storage for static files: settings with the _STATIC suffix, public by default."""
 
-    default_s3_settings = {**S3Storage.default_s3_settings, "AWS_S3_BUCKET_AUTH": False}
+    # collectstatic uploads that many files at a time (Collectfasta: 20 threads);
+    # connections are opened when needed, so url() alone opens none
+    default_s3_settings = {**S3Storage.default_s3_settings, "AWS_S3_BUCKET_AUTH": False,
+                           "AWS_S3_MAX_POOL_CONNECTIONS": 32}
     s3_settings_suffix = "_STATIC"
 
 

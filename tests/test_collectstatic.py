@@ -187,3 +187,37 @@ def test_nothing_cached_outside_the_run(s3: Any, prefix: str) -> None:
     boto.put_object(Bucket=BUCKET, Key=prefix + "c.css", Body=b"c")
     assert storage.exists("c.css")
     assert storage.save("c.css", ContentFile(b"x")) != "c.css"   # taken: another name
+
+
+def test_the_bodies_in_flight_stay_within_their_byte_budget() -> None:
+    """The run's uploads hold their bodies in memory: at most _INFLIGHT_MAX bytes of
+    them queued or being sent (a bigger one alone), however many files wait."""
+    from django_s3_storage.storage import _Budget
+
+    budget = _Budget(100)
+    peak, alone, lock = [0], [], threading.Lock()
+
+    def one(n: int) -> None:
+        budget.acquire(n)
+        with lock:
+            peak[0] = max(peak[0], budget.used)
+            if n > 100:
+                alone.append(budget.used == n)
+        time.sleep(0.002)
+        budget.release(n)
+
+    sizes = [30, 70, 40, 150, 10, 99, 1, 60] * 8
+    threads = [threading.Thread(target=one, args=(n,)) for n in sizes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert peak[0] <= 150 and alone == [True] * 8 and budget.used == 0
+    budget.acquire(60)
+    waiter = threading.Thread(target=budget.acquire, args=(50,))
+    waiter.start()
+    waiter.join(timeout=0.2)
+    assert waiter.is_alive()            # 110 > 100: waits for the release
+    budget.release(60)
+    waiter.join(timeout=5)
+    assert not waiter.is_alive() and budget.used == 50

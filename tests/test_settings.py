@@ -15,7 +15,7 @@ from django.core.files.base import ContentFile
 from django.test import override_settings
 
 from django_s3_storage import _s3
-from django_s3_storage.storage import S3Storage, StaticS3Storage
+from django_s3_storage.storage import ManifestStaticS3Storage, S3Storage, StaticS3Storage
 
 from conftest import BUCKET, STATIC_BUCKET, S3Target
 from servers import FakeS3, Reply
@@ -293,6 +293,18 @@ def test_max_pool_connections_bounds_connections(s3: S3Target) -> None:
         # requests share the pool; an open file streams on a connection of its own
         # (README, "Large files"), so open() is not part of this bound
         assert len(fake.connections) <= 2
+
+
+def test_static_storages_pool_32_connections_by_default(s3: S3Target) -> None:
+    """collectstatic uploads AWS_S3_MAX_POOL_CONNECTIONS_STATIC files at a time:
+    32 by default (the file storage keeps 0.15's 10); the setting still wins."""
+    assert S3Storage().settings.AWS_S3_MAX_POOL_CONNECTIONS == 10
+    assert StaticS3Storage().settings.AWS_S3_MAX_POOL_CONNECTIONS == 32
+    assert ManifestStaticS3Storage().settings.AWS_S3_MAX_POOL_CONNECTIONS == 32
+    with override_settings(AWS_S3_MAX_POOL_CONNECTIONS_STATIC=4):
+        assert StaticS3Storage().settings.AWS_S3_MAX_POOL_CONNECTIONS == 4
+    with override_settings(AWS_S3_MAX_POOL_CONNECTIONS=4):   # the file storage's only
+        assert StaticS3Storage().settings.AWS_S3_MAX_POOL_CONNECTIONS == 32
 
 
 def test_connect_timeout(s3: S3Target) -> None:
