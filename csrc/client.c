@@ -836,13 +836,35 @@ add_query(buf_t *q, const char *name, PyObject *value)
     return 0;
 }
 
+/* A listed key or common prefix as a name relative to the listing's prefix
+ * (`base`, nbase bytes), as listdir() shows it: a common prefix without its
+ * trailing '/'s. NULL with *outside set for one that does not start with the
+ * prefix: a server's reply that cannot be right. */
 static PyObject *
-list_result(s3_call *k)
+list_relative(const char *p, size_t n, const char *base, size_t nbase, int strip, int *outside)
+{
+    if (n < nbase || (nbase && memcmp(p, base, nbase) != 0)) {
+        *outside = 1;
+        return NULL;
+    }
+    p += nbase;
+    n -= nbase;
+    while (strip && n && p[n - 1] == '/')
+        n--;
+    return call_str_n(p, n);
+}
+
+/* The listing's page as a dict. With `base` (relative=True): Contents and
+ * CommonPrefixes are names relative to the prefix (the prefix's own key left
+ * out), and nothing else of an object is built: what listdir() needs. */
+static PyObject *
+list_result(s3_call *k, const char *base, size_t nbase)
 {
     xml_list *l = &k->list;
     const char *a = l->arena.data ? l->arena.data : "";
     PyObject *d = NULL, *contents = NULL, *prefixes = NULL;
-    size_t i;
+    size_t i, n = 0;
+    int outside = 0;
 
     contents = PyList_New((Py_ssize_t)l->nobjects);
     prefixes = PyList_New((Py_ssize_t)l->nprefixes);
@@ -851,17 +873,29 @@ list_result(s3_call *k)
         goto fail;
     for (i = 0; i < l->nobjects; i++) {
         xml_object *o = &l->objects[i];
-        PyObject *t = Py_BuildValue(
-            "(NLNdN)", call_str_n(a + o->key.off, o->key.len), o->size,
-            call_str_n(a + o->etag.off, o->etag.len),
-            xml_iso_epoch(a + o->last_modified.off, o->last_modified.len),
-            call_str_n(a + o->storage_class.off, o->storage_class.len));
+        PyObject *t;
+
+        if (base != NULL && o->key.len == nbase && memcmp(a + o->key.off, base, nbase) == 0)
+            continue;   /* the "directory" object itself */
+        if (base != NULL)
+            t = list_relative(a + o->key.off, o->key.len, base, nbase, 0, &outside);
+        else
+            t = Py_BuildValue(
+                "(NLNdN)", call_str_n(a + o->key.off, o->key.len), o->size,
+                call_str_n(a + o->etag.off, o->etag.len),
+                xml_iso_epoch(a + o->last_modified.off, o->last_modified.len),
+                call_str_n(a + o->storage_class.off, o->storage_class.len));
         if (t == NULL)
             goto fail;
-        PyList_SET_ITEM(contents, (Py_ssize_t)i, t);
+        PyList_SET_ITEM(contents, (Py_ssize_t)n, t);
+        n++;
     }
+    if (n < l->nobjects && PyList_SetSlice(contents, (Py_ssize_t)n, PY_SSIZE_T_MAX, NULL) < 0)
+        goto fail;
     for (i = 0; i < l->nprefixes; i++) {
-        PyObject *s = call_str_n(a + l->prefixes[i].off, l->prefixes[i].len);
+        PyObject *s = base != NULL
+            ? list_relative(a + l->prefixes[i].off, l->prefixes[i].len, base, nbase, 1, &outside)
+            : call_str_n(a + l->prefixes[i].off, l->prefixes[i].len);
         if (s == NULL)
             goto fail;
         PyList_SET_ITEM(prefixes, (Py_ssize_t)i, s);
@@ -881,6 +915,10 @@ list_result(s3_call *k)
     Py_DECREF(prefixes);
     return d;
 fail:
+    if (outside)
+        s3_raise(k->client->st, (int)k->req.status, "InvalidReply",
+                 "the listing gave a key outside the prefix it was asked for", NULL,
+                 k->client->bucket, NULL);
     Py_XDECREF(contents);
     Py_XDECREF(prefixes);
     Py_XDECREF(d);
@@ -891,18 +929,29 @@ static PyObject *
 client_list_objects(PyObject *self_, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"prefix", "delimiter", "continuation_token", "start_after",
-                             "max_keys", NULL};
+                             "max_keys", "relative", NULL};
     Client *self = (Client *)self_;
     PyObject *prefix = Py_None, *delimiter = Py_None, *token = Py_None, *after = Py_None;
     PyObject *res = NULL;
-    int max_keys = 0;
+    int max_keys = 0, relative = 0;
+    const char *base = NULL;
+    Py_ssize_t nbase = 0;
     buf_t q = BUF_INIT;
     s3_call k;
 
     if (client_ready(self) < 0 ||
-        !PyArg_ParseTupleAndKeywords(args, kw, "|O$OOOi", kwlist, &prefix, &delimiter, &token,
-                                     &after, &max_keys))
+        !PyArg_ParseTupleAndKeywords(args, kw, "|O$OOOip", kwlist, &prefix, &delimiter, &token,
+                                     &after, &max_keys, &relative))
         return NULL;
+    if (relative) {
+        base = "";
+        if (prefix != Py_None && (!PyUnicode_Check(prefix) ||
+                                  (base = PyUnicode_AsUTF8AndSize(prefix, &nbase)) == NULL)) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "prefix must be a str or None");
+            return NULL;
+        }
+    }
     call_init(&k, self, "GET");
     k.sink_kind = SINK_LIST;
     /* parameters in sorted order, so the wire query is already canonical */
@@ -937,7 +986,7 @@ client_list_objects(PyObject *self_, PyObject *args, PyObject *kw)
                  NULL, self->bucket, NULL);
         goto done;
     }
-    res = list_result(&k);
+    res = list_result(&k, base, (size_t)nbase);
 done:
     buf_free(&q);
     call_free(&k);
@@ -1343,9 +1392,11 @@ static PyMethodDef client_methods[] = {
     {"list_objects", (PyCFunction)(void (*)(void))client_list_objects,
      METH_VARARGS | METH_KEYWORDS,
      "list_objects(prefix=None, *, delimiter=None, continuation_token=None, start_after=None, "
-     "max_keys=0) -> dict\n\nOne ListObjectsV2 page: Contents is a list of (key, size, etag, "
-     "last_modified epoch seconds, storage_class); CommonPrefixes a list of str; IsTruncated; "
-     "NextContinuationToken."},
+     "max_keys=0, relative=False) -> dict\n\nOne ListObjectsV2 page: Contents is a list of "
+     "(key, size, etag, last_modified epoch seconds, storage_class); CommonPrefixes a list of "
+     "str; IsTruncated; NextContinuationToken. relative=True: Contents and CommonPrefixes are "
+     "the names after the prefix (a common prefix without its trailing '/'s, the prefix's own "
+     "key left out), nothing else built; a key outside the prefix is an InvalidReply."},
     {"url", client_url, METH_O, "url(key) -> the object's plain, unsigned URL"},
     {"url_setup", client_url_setup, METH_VARARGS,
      "url_setup(mode, prefix, public_base, expires): the form storage_url() builds"},

@@ -82,6 +82,7 @@ class Client:
         continuation_token: str | None = ...,
         start_after: str | None = ...,
         max_keys: int = ...,
+        relative: bool = ...,
     ) -> dict[str, Any]: ...
     def writer(
         self,

@@ -1067,22 +1067,26 @@ class S3Storage(Storage):
         page = self._client.list_objects(prefix=key + "/" if key else None, max_keys=1)
         return bool(page["Contents"] or page["CommonPrefixes"])
 
-    def _iter_pages(self, prefix: str | None, delimiter: str | None) -> Iterator[dict[str, Any]]:
-        """The listing's pages. Tokens are opaque, but a server whose listing does
-        not advance (a token seen before, a page the same as the one before, a
-        token that keeps growing, empty pages without end) would be followed for
-        ever: that is an S3Error after a bounded number of requests."""
+    def _iter_pages(self, prefix: str | None, delimiter: str | None,
+                    relative: bool = False) -> Iterator[dict[str, Any]]:
+        """The listing's pages (relative: names after the prefix only, as
+        Client.list_objects gives them). Tokens are opaque, but a server whose
+        listing does not advance (a token seen before, a page the same as the one
+        before, a token that keeps growing, empty pages without end) would be
+        followed for ever: that is an S3Error after a bounded number of requests."""
         token = None
         seen: set[int] = set()      # hashes: a bucket of many pages stays small here
         last: tuple[Any, ...] | None = None
         empty = 0
         while True:
             page = self._client.list_objects(prefix=prefix, delimiter=delimiter,
-                                             continuation_token=token)
+                                             continuation_token=token, relative=relative)
             contents, prefixes = page["Contents"], page["CommonPrefixes"]
-            here = (len(contents), len(prefixes), contents[0][0] if contents else None,
-                    contents[-1][0] if contents else None, prefixes[0] if prefixes else None,
-                    prefixes[-1] if prefixes else None)
+            first, final = (contents[0], contents[-1]) if contents else (None, None)
+            if not relative and contents:
+                first, final = first[0], final[0]
+            here = (len(contents), len(prefixes), first, final,
+                    prefixes[0] if prefixes else None, prefixes[-1] if prefixes else None)
             if last is not None and here == last and (contents or prefixes):
                 raise self._listing_error(prefix, "returned the same page twice in a row")
             last = here
@@ -1120,9 +1124,9 @@ class S3Storage(Storage):
         base = key + "/" if key else ""
         dirs: list[str] = []
         files: list[str] = []
-        for page in self._iter_pages(base or None, "/"):
-            files.extend(c[0][len(base):] for c in page["Contents"] if c[0] != base)
-            dirs.extend(p[len(base):].rstrip("/") for p in page["CommonPrefixes"])
+        for page in self._iter_pages(base or None, "/", relative=True):
+            files += page["Contents"]
+            dirs += page["CommonPrefixes"]
         return dirs, files
 
     def size(self, name: str) -> int:

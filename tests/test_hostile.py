@@ -139,6 +139,27 @@ def test_a_listing_of_many_pages_with_fresh_tokens_is_followed_to_its_end() -> N
     assert files == [f"k{n:03d}" for n in range(1, 31)] and server.pages == 30
 
 
+def test_listdir_refuses_a_key_outside_the_prefix_it_asked_for() -> None:
+    """listdir's names are the keys after the prefix: a key or common prefix that
+    does not start with it is a reply that cannot be right, not a garbled name."""
+    for keys in (["d/a", "e/b"], ["d"], ["x"]):
+        with Fake(lambda m, p, keys=keys: Reply(200, listing(keys, None, False))) as fake:
+            with pytest.raises(_s3.S3Error) as info:
+                fake_storage(fake).listdir("d")
+        assert info.value.code == "InvalidReply" and "outside the prefix" in str(info.value)
+    body = listing(["d/", "d/a", "d/\u00e9\u00e8"], None, False).replace(
+        b"</ListBucketResult>",
+        b"<CommonPrefixes><Prefix>d/s//</Prefix></CommonPrefixes></ListBucketResult>")
+    with Fake(lambda m, p: Reply(200, body)) as fake:
+        assert fake_storage(fake).listdir("d") == (["s"], ["a", "\u00e9\u00e8"])
+        with pytest.raises(_s3.S3Error, match="outside the prefix"):
+            fake_client(fake).list_objects("e/", relative=True)
+        page = fake_client(fake).list_objects("d/", relative=True)
+        assert page["Contents"] == ["a", "\u00e9\u00e8"] and page["CommonPrefixes"] == ["s"]
+        assert fake_client(fake).list_objects(relative=True)["Contents"] == [
+            "d/", "d/a", "d/\u00e9\u00e8"]
+
+
 def test_a_truncated_page_without_a_token_is_an_error_of_the_client_too() -> None:
     with Fake(lambda m, p: Reply(200, listing(["k"], None))) as fake:
         with pytest.raises(_s3.S3Error) as info:
