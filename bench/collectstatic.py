@@ -165,6 +165,8 @@ class Counted:
 
 def run_collectstatic(python: str, impl: str, project: Path) -> dict[str, Any]:
     env = large.worker_env("ours" if impl == "ours" else impl)
+    if impl == "ours" and "PYTHONPATH" in env:
+        large.compile_checkout(python)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(project), env.get("PYTHONPATH")) if p)
     env["DJANGO_SETTINGS_MODULE"] = "bench_settings"
     proc = subprocess.run([python, str(HERE / "collectstatic_worker.py")], capture_output=True,

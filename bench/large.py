@@ -94,7 +94,25 @@ def worker_env(impl: str) -> dict[str, str]:
     return env
 
 
+_COMPILED: set[str] = set()
+
+
+def compile_checkout(python: str) -> None:
+    """The checkout's package byte-compiled for `python`, once per run, as pip
+    compiles an installed one: else (PYTHONDONTWRITEBYTECODE, or .pyc files older
+    than the sources) each worker would compile storage.py again on import."""
+    if python in _COMPILED:
+        return
+    env = worker_env("ours")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([python, "-m", "compileall", "-q", str(ROOT / "django_s3_storage")],
+                   check=True, env=env, cwd=str(HERE), timeout=300)
+    _COMPILED.add(python)
+
+
 def run_worker(python: str, cfg: dict[str, Any], timeout: float = 900) -> dict[str, Any]:
+    if cfg["impl"] == "ours" and "PYTHONPATH" in worker_env("ours"):
+        compile_checkout(python)
     proc = subprocess.run([python, str(HERE / "worker.py")], input=json.dumps(cfg),
                           capture_output=True, text=True, timeout=timeout,
                           env=worker_env(cfg["impl"]), cwd=str(HERE))
