@@ -102,6 +102,20 @@ _HELD_MAX = 64 * 1024 * 1024
 # goes alone)
 _INFLIGHT_MAX = 64 * 1024 * 1024
 _SAVING: ContextVar[tuple[str, int | None] | None] = ContextVar("_SAVING", default=None)
+# the threads that send exists()'s "directory" LIST beside its HEAD inside save(),
+# shared by every storage of the process (made again in a forked child)
+_SIDE_THREADS = 8
+_side: tuple[int, ThreadPoolExecutor] | None = None
+_side_lock = threading.Lock()
+
+
+def _side_pool() -> ThreadPoolExecutor:
+    global _side
+    with _side_lock:
+        if _side is None or _side[0] != os.getpid():
+            _side = (os.getpid(), ThreadPoolExecutor(_SIDE_THREADS,
+                                                     thread_name_prefix="s3-exists"))
+        return _side[1]
 # Attribute and keyword names whose values never show in a repr (Django's reporter
 # prints locals with repr even when DEBUG hides nothing else).
 _SECRET_NAMES = re.compile("SECRET|TOKEN|PASS|SIGNATURE|PROXY", re.I)
@@ -1056,10 +1070,24 @@ class S3Storage(Storage):
             return self._run_exists(run, key)
         if name.endswith("/") or key == self._prefix:   # "", "/", ".", "a/..": the root
             return self._dir_exists(name)
+        if _SAVING.get() is not None:
+            return self._exists_at_once(name, key)
         try:
             self._client.head_object(key)
         except FileNotFoundError:
             return self._dir_exists(name)
+        return True
+
+    def _exists_at_once(self, name: str, key: str) -> bool:
+        """exists() for save()'s choice of a name, which is free as a rule: the HEAD
+        and the "directory" LIST sent at once (each waits with the GIL released),
+        one round trip instead of two. When the HEAD finds the file, the listing's
+        answer, or failure, is not needed."""
+        listing = _side_pool().submit(self._dir_exists, name)
+        try:
+            self._client.head_object(key)
+        except FileNotFoundError:
+            return listing.result()
         return True
 
     def _dir_exists(self, name: str) -> bool:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +24,7 @@ from django_s3_storage import _s3
 from django_s3_storage.storage import S3Storage
 
 from conftest import BUCKET, S3Target
-from servers import Reply, ScriptedS3, Seen
+from servers import Reply, ScriptedS3, Seen, in_forked_child
 
 MiB = 1 << 20
 WRITERS = 8
@@ -481,3 +482,51 @@ def test_names_taken_again_and_again_give_up_with_a_clear_error() -> None:
         assert len(completes) == 10 and fake.parts == {}   # bounded, and all aborted
         last = urllib.parse.unquote(completes[-1].path.split("?")[0]).split("/", 2)[2]
         assert repr(last) in str(info.value)
+
+
+class SlowHeads(RacyS3):
+    """RacyS3 whose HEADs answer after `delay` seconds; it notes when each HEAD and
+    listing arrived."""
+
+    def __init__(self, delay: float, dirs: tuple[str, ...] = ()) -> None:
+        super().__init__(lambda key, seen: False)
+        self.delay, self.dirs = delay, dirs
+        self.arrived: list[tuple[str, float]] = []
+
+    def answer(self, seen: Seen) -> Reply:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(seen.path).query)
+        kind = "LIST" if "list-type" in query else seen.method
+        with self.lock:
+            self.arrived.append((kind, time.monotonic()))
+        if kind == "LIST" and query.get("prefix", [""])[0] in self.dirs:
+            return Reply(200, b"<ListBucketResult><IsTruncated>false</IsTruncated><Contents>"
+                              b"<Key>x</Key><Size>1</Size></Contents></ListBucketResult>")
+        reply = super().answer(seen)
+        if kind == "HEAD":
+            reply.delay = self.delay
+        return reply
+
+
+def test_save_asks_head_and_directory_listing_at_once() -> None:
+    """save()'s check that a name is free sends the HEAD and the "directory" LIST
+    together: the LIST arrives while the HEAD waits for its answer. A name that is a
+    "directory" is still taken, as in 0.15, and a forked child does the same."""
+    with SlowHeads(0.6, dirs=("taken.txt/",)) as fake:
+        storage = scripted_storage(fake)
+        assert storage.save("free.txt", ContentFile(b"a")) == "free.txt"
+        kinds = [k for k, _ in fake.arrived]
+        assert kinds == ["HEAD", "LIST", "PUT"] or kinds == ["LIST", "HEAD", "PUT"]
+        (_, t_head), = [a for a in fake.arrived if a[0] == "HEAD"]
+        (_, t_list), = [a for a in fake.arrived if a[0] == "LIST"]
+        assert abs(t_list - t_head) < 0.4      # not one after the other's 0.6 s
+
+        saved = storage.save("taken.txt", ContentFile(b"b"))
+        assert saved != "taken.txt" and saved.startswith("taken_") and saved.endswith(".txt")
+        assert fake.stored[saved] == b"b" and "taken.txt" not in fake.stored
+
+        fake.delay = 0.0
+        assert storage.exists("free.txt") and not storage.exists("nothing.txt")
+        fake.arrived.clear()
+        assert in_forked_child(lambda: 0 if storage.save(
+            "child.txt", ContentFile(b"c")) == "child.txt" else 1) == 0
+        assert fake.stored["child.txt"] == b"c"
