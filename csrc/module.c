@@ -425,7 +425,23 @@ gzip_decompress(PyObject *module, PyObject *args, PyObject *kw)
 
 /* ---- module ------------------------------------------------------------ */
 
+/* The module's attributes made on first use (PEP 562): curl_version() asks every
+ * library libcurl links for its version, and Debian's OpenLDAP answers by
+ * initialising itself (SASL plugins, ldap.conf, a host lookup): 4 to 5 ms that an
+ * import, and url(), never need. */
+static PyObject *
+module_getattr(PyObject *module, PyObject *name)
+{
+    (void)module;
+    if (PyUnicode_Check(name) && PyUnicode_CompareWithASCIIString(name, "curl_version") == 0)
+        return PyUnicode_FromString(curl_version());
+    PyErr_Format(PyExc_AttributeError, "module 'django_s3_storage._s3' has no attribute %R",
+                 name);
+    return NULL;
+}
+
 static PyMethodDef module_methods[] = {
+    {"__getattr__", module_getattr, METH_O, "curl_version: libcurl's full version string"},
     {"presign_v4", (PyCFunction)(void (*)(void))presign_v4, METH_VARARGS | METH_KEYWORDS,
      "presign_v4(method, url, *, region, access_key, secret_key, expires, timestamp, "
      "session_token=None, service='s3') -> str\n\nThe URL with the X-Amz-* query parameters "
@@ -447,7 +463,7 @@ static int
 module_exec(PyObject *m)
 {
     s3_state *st = get_state(m);
-    PyObject *bases = NULL;
+    PyObject *bases = NULL, *libcurl = NULL;
     int rc = -1;
 
     if (xfer_global_init() < 0) {
@@ -490,11 +506,14 @@ module_exec(PyObject *m)
         PyModule_AddObjectRef(m, "Client", (PyObject *)st->client_type) < 0 ||
         PyModule_AddObjectRef(m, "Reader", (PyObject *)st->reader_type) < 0 ||
         PyModule_AddObjectRef(m, "Writer", (PyObject *)st->writer_type) < 0 ||
-        PyModule_AddStringConstant(m, "curl_version", curl_version()) < 0)
+        (libcurl = PyUnicode_FromFormat("libcurl/%s",
+                                        curl_version_info(CURLVERSION_NOW)->version)) == NULL ||
+        PyModule_AddObjectRef(m, "libcurl_version", libcurl) < 0)
         goto done;
     rc = 0;
 done:
     Py_XDECREF(bases);
+    Py_XDECREF(libcurl);
     return rc;
 }
 

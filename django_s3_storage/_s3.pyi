@@ -2,7 +2,8 @@
 from types import TracebackType
 from typing import Any, BinaryIO, Self, TypedDict, Unpack
 
-curl_version: str
+curl_version: str      # libcurl's full version string, made on first use
+libcurl_version: str   # "libcurl/7.88.1"
 
 class S3Error(OSError):
     code: str | None

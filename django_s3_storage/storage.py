@@ -198,7 +198,7 @@ def _proxy_ok(proxy: Any) -> bool:
 def _user_agent() -> str:
     from django_s3_storage import __version__
 
-    return f"django-s3-storage/{__version__} {_s3.curl_version.split()[0]}"
+    return f"django-s3-storage/{__version__} {_s3.libcurl_version}"
 
 
 def _header_problem(value: str, limit: int = _HEADER_VALUE_MAX, secret: bool = False,

@@ -9,6 +9,7 @@ import http.server
 import select
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -25,6 +26,8 @@ from django_s3_storage.storage import S3Storage, StaticS3Storage
 
 from conftest import S3Target
 from servers import FakeS3, LocalServer, Reply, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
 
 ERROR_XML = ("<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
              "<Message>msg</Message><RequestId>REQ1</RequestId></Error>")
@@ -173,13 +176,27 @@ def test_throttling_waits_up_to_a_second_and_retry_after_is_honoured() -> None:
 
 # ---- User-Agent ----------------------------------------------------------------------
 
+def test_curl_version_is_made_on_first_use_only() -> None:
+    """Importing the extension does not ask libcurl for its full version string
+    (that initialises OpenLDAP and its SASL plugins: milliseconds of every import)."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from django_s3_storage import _s3; "
+            "import django_s3_storage.storage; "
+            "print(open('/proc/self/maps').read().count('/sasl2/'), _s3.libcurl_version, "
+            "_s3.curl_version.split()[0])")
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out[0] == "0" and out[1] == out[2] and out[1].startswith("libcurl/")
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _s3.nope  # noqa: B018
+
+
 def test_user_agent_names_the_package_and_its_version() -> None:
     with FakeS3(lambda m, p: Reply(200, b"ok")) as fake:
         fake_storage(fake).open("k").read()
         ua = fake.requests[-1][2]["User-Agent"]
         libcurl = _s3.curl_version.split()[0]
         assert ua == f"django-s3-storage/{django_s3_storage.__version__} {libcurl}"
-        assert libcurl.startswith("libcurl/")
+        assert libcurl.startswith("libcurl/") and libcurl == _s3.libcurl_version
         # the Client alone, and a caller's own
         _s3.Client("b", endpoint_url=fake.endpoint, access_key="a",
                    secret_key="b").get_object("k")
