@@ -300,6 +300,10 @@ class _Collecting:
         self.packs: dict[tuple[bytes, bool], tuple[str, int | None]] = {}
         # post_process's files: name -> (source storage, its name), the same bytes
         self.sources: dict[str, tuple[Any, str]] = {}
+        # keys whose bytes are their source file's (saved, or skipped as unchanged, by
+        # the copying before post-processing, and not saved since): read from the
+        # source, never waited for
+        self.copied: set[str] = set()
 
     def live(self, key: str) -> bool:
         return key in self.listed and key not in self.deleted
@@ -873,6 +877,12 @@ class S3Storage(Storage):
         come and are stored on close()."""
         key = self._object_key(name)
         run = self._collecting_run()
+        if run is not None and mode in READ_MODES and key in run.copied and run.live(key):
+            source = run.sources.get(_to_posix(name))
+            if source is not None:
+                # collectstatic copied it from there (or skipped it as unmodified): the
+                # same bytes, whether or not its upload has ended
+                return source[0].open(source[1], mode)
         if run is not None:
             run.wait(key)
             if key in run.deleted:    # a delete held back: it goes now
@@ -881,9 +891,8 @@ class S3Storage(Storage):
                 self._client.delete_object(key)
         if run is not None and mode in READ_MODES and key not in run.pending:
             source = run.sources.get(_to_posix(name))
-            entry = run.listed.get(key)
-            if source is not None and entry is not None:
-                # collectstatic copied it from there (or skipped it as unmodified)
+            if source is not None and key in run.listed:
+                # skipped as unmodified: what the bucket holds came from there too
                 return source[0].open(source[1], mode)
         if mode in READ_MODES:
             return S3File(self._client.reader(key, decompress=True), name, self, mode)
@@ -968,6 +977,11 @@ class S3Storage(Storage):
         goes the usual way."""
         s = self.settings
         key = self._object_key(name)
+        # before post-processing, collectstatic saves its source files' bytes
+        if run.sources:
+            run.copied.discard(key)
+        else:
+            run.copied.add(key)
         try:
             size = content.size
         except (AttributeError, OSError, TypeError, ValueError):

@@ -5,6 +5,7 @@ on an unchanged re-run, raises every failed upload, and leaves nothing cached be
 from __future__ import annotations
 
 import builtins
+import gzip
 import os
 import threading
 import time
@@ -21,7 +22,7 @@ from django.test import override_settings
 from django_s3_storage.management.commands.collectstatic import Command as Ours
 from django_s3_storage.storage import S3Error, StaticS3Storage
 
-from servers import bench_module
+from servers import Reply, bench_module
 
 ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "test-bucket-static"
@@ -221,3 +222,57 @@ def test_the_bodies_in_flight_stay_within_their_byte_budget() -> None:
     budget.release(60)
     waiter.join(timeout=5)
     assert not waiter.is_alive() and budget.used == 50
+
+
+def test_post_processing_hashes_copied_files_without_waiting_for_their_uploads(
+        tmp_path: Path) -> None:
+    """An image a css refers to is hashed from its source file while its own upload
+    still runs: post-processing never waits on the network for bytes it has on disk.
+    The css lies deeper than the image, so Django hashes it first and has to read the
+    image; the server holds the image's PUT until the rewritten css has arrived."""
+    from test_overwrite import RacyS3
+
+    release, css_seen = threading.Event(), threading.Event()
+
+    class HeldImage(RacyS3):
+        def answer(self, seen: Any) -> Any:
+            path = seen.path.split("?")[0]
+            if seen.method == "PUT" and path.endswith("/held/pic.png"):
+                release.wait(30)
+            elif seen.method == "PUT" and "/held/deep/er/page." in path and \
+                    not path.endswith("/page.css"):
+                css_seen.set()
+            elif seen.method == "GET" and "list-type" not in seen.path:
+                return Reply(404, b"<Error><Code>NoSuchKey</Code></Error>")   # no manifest yet
+            return super().answer(seen)
+
+    src = tmp_path / "src"
+    (src / "deep" / "er").mkdir(parents=True)
+    (src / "pic.png").write_bytes(bytes(range(256)) * 8)
+    (src / "deep" / "er" / "page.css").write_text(".a { background: url('../../pic.png') }\n")
+    errors: list[BaseException] = []
+
+    def collect() -> None:
+        try:
+            _collect(Ours, src, "held", MANIFEST, endpoint=fake.endpoint)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    with HeldImage(lambda key, seen: False) as fake:
+        worker = threading.Thread(target=collect)
+        worker.start()
+        try:
+            assert css_seen.wait(20), f"post-processing waited for the image's upload {errors}"
+        finally:
+            release.set()
+            worker.join(60)
+        assert not worker.is_alive() and errors == []
+        names = set(fake.stored)
+        assert {"held/pic.png", "held/deep/er/page.css"} <= names
+        (css,) = [n for n in names if n.startswith("held/deep/er/page.") and n.endswith(".css")
+                  and n != "held/deep/er/page.css"]
+        (pic,) = [n for n in names if n.startswith("held/pic.") and n != "held/pic.png"]
+        body = fake.stored[css]
+        if body[:2] == b"\x1f\x8b":
+            body = gzip.decompress(body)
+        assert pic.rsplit("/", 1)[1].encode() in body
