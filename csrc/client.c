@@ -614,6 +614,32 @@ done:
     return res;
 }
 
+/* exists(key): a HEAD of the key, True or False, no dict built: what the
+ * storage's exists() asks. A 404 (the key, or the bucket, is missing) is False;
+ * any other failure raises, as head_object() does. */
+static PyObject *
+client_exists(PyObject *self_, PyObject *key)
+{
+    Client *self = (Client *)self_;
+    s3_call k;
+    PyObject *res = NULL;
+
+    if (client_ready(self) < 0)
+        return NULL;
+    call_init(&k, self, "HEAD");
+    if (call_set_key(&k, key) < 0)
+        goto done;
+    if (call_perform(&k) == 0) {
+        res = Py_NewRef(Py_True);
+    } else if (k.req.status == 404 && PyErr_ExceptionMatches(self->st->S3NotFoundError)) {
+        PyErr_Clear();
+        res = Py_NewRef(Py_False);
+    }
+done:
+    call_free(&k);
+    return res;
+}
+
 static PyObject *
 client_get_object(PyObject *self_, PyObject *args, PyObject *kw)
 {
@@ -1360,6 +1386,8 @@ client_backoff_delay(PyObject *cls, PyObject *args)
 }
 
 static PyMethodDef client_methods[] = {
+    {"exists", client_exists, METH_O,
+     "exists(key) -> bool: a HEAD; False for 404, other failures raise"},
     {"head_object", client_head_object, METH_O,
      "head_object(key) -> dict in boto3's head_object shape (LastModified: epoch seconds)"},
     {"get_object", (PyCFunction)(void (*)(void))client_get_object, METH_VARARGS | METH_KEYWORDS,

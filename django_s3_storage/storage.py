@@ -1086,11 +1086,7 @@ class S3Storage(Storage):
             return self._dir_exists(name)
         if _SAVING.get() is not None:
             return self._exists_at_once(name, key)
-        try:
-            self._client.head_object(key)
-        except FileNotFoundError:
-            return self._dir_exists(name)
-        return True
+        return self._client.exists(key) or self._dir_exists(name)
 
     def _exists_at_once(self, name: str, key: str) -> bool:
         """exists() for save()'s choice of a name, which is free as a rule: the HEAD
@@ -1098,11 +1094,7 @@ class S3Storage(Storage):
         one round trip instead of two. When the HEAD finds the file, the listing's
         answer, or failure, is not needed."""
         listing = _side_pool().submit(self._dir_exists, name)
-        try:
-            self._client.head_object(key)
-        except FileNotFoundError:
-            return listing.result()
-        return True
+        return self._client.exists(key) or listing.result()
 
     def _dir_exists(self, name: str) -> bool:
         key = self._get_key_name(name)

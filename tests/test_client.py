@@ -46,6 +46,7 @@ def test_put_head_get_delete_round_trip(client: _s3.Client, prefix: str, name: s
     assert head["ContentLanguage"] == "fr"
     assert head["Metadata"] == {"origin": "tests"}
     assert abs(head["LastModified"] - time.time()) < 300
+    assert client.exists(key) is True and client.exists(key + ".missing") is False
     got, meta = client.get_object(key)
     assert got == body
     assert meta["ETag"] == put["ETag"]
@@ -692,3 +693,18 @@ def test_every_body_carries_a_signed_content_md5_and_an_unsigned_payload() -> No
         signed = headers["Authorization"].split("SignedHeaders=")[1].split(",")[0]
         assert "content-md5" in signed.split(";")
 
+
+
+def test_exists_is_false_only_for_not_found() -> None:
+    for status, want in ((200, True), (204, True), (404, False)):
+        with FakeS3(lambda m, p, status=status: Reply(status, b"")) as fake:
+            c = _s3.Client("b", endpoint_url=fake.endpoint, access_key="a", secret_key="s",
+                           max_attempts=1)
+            assert c.exists("k") is want and [r[0] for r in fake.requests] == ["HEAD"]
+    for status in (400, 403, 500):
+        with FakeS3(lambda m, p, status=status: Reply(status, b"")) as fake:
+            c = _s3.Client("b", endpoint_url=fake.endpoint, access_key="a", secret_key="s",
+                           max_attempts=1)
+            with pytest.raises(_s3.S3Error) as info:
+                c.exists("k")
+            assert info.value.status == status and not isinstance(info.value, FileNotFoundError)
