@@ -596,6 +596,17 @@ client_creds(Client *c, long min_valid, cred_set **out)
 }
 /* ---- methods ------------------------------------------------------------- */
 
+/* A HEAD of the key into k (initialised here, freed by the caller): 0, or -1
+ * with the exception set. */
+static int
+head_run(Client *self, PyObject *key, s3_call *k)
+{
+    call_init(k, self, "HEAD");
+    if (call_set_key(k, key) < 0)
+        return -1;
+    return call_perform(k);
+}
+
 static PyObject *
 client_head_object(PyObject *self_, PyObject *key)
 {
@@ -605,11 +616,8 @@ client_head_object(PyObject *self_, PyObject *key)
 
     if (client_ready(self) < 0)
         return NULL;
-    call_init(&k, self, "HEAD");
-    if (call_set_key(&k, key) < 0 || call_perform(&k) < 0)
-        goto done;
-    res = call_head_dict(&k.req);
-done:
+    if (head_run(self, key, &k) == 0)
+        res = call_head_dict(&k.req);
     call_free(&k);
     return res;
 }
@@ -626,16 +634,12 @@ client_exists(PyObject *self_, PyObject *key)
 
     if (client_ready(self) < 0)
         return NULL;
-    call_init(&k, self, "HEAD");
-    if (call_set_key(&k, key) < 0)
-        goto done;
-    if (call_perform(&k) == 0) {
+    if (head_run(self, key, &k) == 0) {
         res = Py_NewRef(Py_True);
     } else if (k.req.status == 404 && PyErr_ExceptionMatches(self->st->S3NotFoundError)) {
         PyErr_Clear();
         res = Py_NewRef(Py_False);
     }
-done:
     call_free(&k);
     return res;
 }
