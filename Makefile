@@ -24,9 +24,14 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-DEBS   := gcc make pkg-config libcurl4-openssl-dev libssl-dev zlib1g-dev libxml2-dev openssl
+DEBS   := gcc make pkg-config libcurl4-openssl-dev libssl-dev zlib1g-dev libxml2-dev openssl \
+          ca-certificates binutils
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP  := $(VENV)/.installed
+# the lean static libcurl and libxml2 that every build here links (scripts/build-deps,
+# from Debian's source packages; setup.py reads S3_DEPS)
+DEPS   := $(CURDIR)/build/deps
+export S3_DEPS := $(DEPS)
 
 .PHONY: demo test check build deps sanitize valgrind clean bench bench-large soak fuzz fuzz-ci fuzz-build \
 	fault-table
@@ -44,11 +49,17 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 
-$(STAMP): $(PY) setup.py pyproject.toml $(wildcard csrc/*.c csrc/*.h)
+$(DEPS)/.built: scripts/build-deps
+	bash scripts/build-deps $(DEPS)
+
+$(STAMP): $(PY) setup.py pyproject.toml $(wildcard csrc/*.c csrc/*.h) $(DEPS)/.built
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
-build: deps $(STAMP)
+# build-deps first, every time: it rebuilds when Debian's source packages change
+build: deps
+	@bash scripts/build-deps $(DEPS)
+	@$(MAKE) --no-print-directory $(STAMP)
 
 demo: build
 	$(PY) example/demo.py

@@ -1,8 +1,9 @@
 """Build of the C core, django_s3_storage._s3.
 
 Libraries are found with pkg-config (libcurl, libcrypto, zlib, libxml-2.0), with
-xml2-config and plain names as fallbacks. S3_SANITIZE=1 builds with ASan/UBSan,
-S3_DEBUG=1 without optimisation.
+xml2-config and plain names as fallbacks. S3_DEPS=PREFIX links the static, lean
+libcurl and libxml2 that scripts/build-deps builds into PREFIX instead (the wheel and
+`make` do). S3_SANITIZE=1 builds with ASan/UBSan, S3_DEBUG=1 without optimisation.
 """
 import os
 import shlex
@@ -21,7 +22,25 @@ def pkg_config(*args: str) -> list[str]:
     return shlex.split(out.stdout)
 
 
+def static_flags(prefix: str) -> tuple[list[str], list[str]]:
+    """libcurl and libxml2 from PREFIX, linked in with their symbols kept private
+    (another extension's libcurl cannot clash); OpenSSL and zlib stay shared."""
+    libdir = os.path.join(prefix, "lib")
+    archives = [os.path.join(libdir, f"lib{n}.a") for n in ("curl", "xml2")]
+    missing = [a for a in archives if not os.path.isfile(a)]
+    if missing:
+        raise SystemExit(f"S3_DEPS={prefix!r}: {', '.join(missing)} missing; "
+                         "run scripts/build-deps first")
+    cflags = [f"-I{prefix}/include", f"-I{prefix}/include/libxml2", "-DCURL_STATICLIB"]
+    libs = archives + pkg_config("--libs", "libssl", "libcrypto", "zlib") + ["-lm"]
+    if not libs[len(archives):-1]:
+        libs[len(archives):-1] = ["-lssl", "-lcrypto", "-lz"]
+    return cflags, libs + ["-Wl,--exclude-libs,ALL", "-Wl,--gc-sections"]
+
+
 def flags() -> tuple[list[str], list[str]]:
+    if os.environ.get("S3_DEPS"):
+        return static_flags(os.path.abspath(os.environ["S3_DEPS"]))
     cflags = pkg_config("--cflags", *PKGS)
     libs = pkg_config("--libs", *PKGS)
     if not libs:

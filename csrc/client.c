@@ -204,6 +204,7 @@ client_free_strings(Client *self)
     free(self->base);
     free(self->public_base);
     free(self->ca_bundle);
+    free(self->system_ca);
     free(self->proxy);
     free(self->user_agent);
     free(self->url_prefix);
@@ -211,7 +212,7 @@ client_free_strings(Client *self)
     self->url_prefix = self->url_public = NULL;
     self->url_mode = 0;
     self->endpoint = self->bucket = self->region = self->base = self->ca_bundle = NULL;
-    self->public_base = self->proxy = self->user_agent = NULL;
+    self->public_base = self->proxy = self->user_agent = self->system_ca = NULL;
 }
 
 static int
@@ -221,12 +222,12 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
                              "session_token", "addressing_style", "connect_timeout",
                              "read_timeout", "max_connections", "max_attempts", "verify",
                              "ca_bundle", "profile", "anonymous", "proxy", "user_agent",
-                             "public_endpoint_url", NULL};
+                             "public_endpoint_url", "system_ca_bundle", NULL};
     Client *self = (Client *)self_;
     const char *bucket, *endpoint = NULL, *region = NULL, *access = NULL,
                         *secret = NULL, *token = NULL, *style = "auto", *ca = NULL,
                         *profile = NULL, *proxy = NULL, *agent = NULL,
-                        *public_endpoint = NULL;
+                        *public_endpoint = NULL, *system_ca = NULL;
     double connect_timeout = 60.0, read_timeout = 60.0;
     int max_connections = 10, max_attempts = 3, verify = 1, anonymous = 0;
     buf_t b = BUF_INIT, region_buf = BUF_INIT, cred_err = BUF_INIT, pub = BUF_INIT,
@@ -240,11 +241,11 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
         return -1;
     }
     client_free_strings(self);   /* what a failed earlier __init__ left */
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|$zzzzzsddiipzzpzzz", kwlist, &bucket,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|$zzzzzsddiipzzpzzzz", kwlist, &bucket,
                                      &endpoint, &region, &access, &secret, &token, &style,
                                      &connect_timeout, &read_timeout, &max_connections,
                                      &max_attempts, &verify, &ca, &profile, &anonymous, &proxy,
-                                     &agent, &public_endpoint))
+                                     &agent, &public_endpoint, &system_ca))
         return -1;
     if (region == NULL) {
         /* not given: the environment, then the profile, then us-east-1 */
@@ -346,9 +347,11 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
     self->bucket = dup_str(bucket);
     self->region = dup_str(region);
     self->ca_bundle = dup_str(ca);
+    self->system_ca = dup_str(system_ca);
     self->proxy = dup_str(proxy);
     self->user_agent = dup_str(agent ? agent : ua.data);
     if (!self->endpoint || !self->bucket || !self->region || (ca && !self->ca_bundle) ||
+        (system_ca && !self->system_ca) ||
         (proxy && !self->proxy) || !self->user_agent)
         goto done;
     self->aws_endpoint = endpoint == NULL;
@@ -375,7 +378,7 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
         self->opts.connect_timeout_ms = 1;
     self->opts.read_timeout_s = (long)(read_timeout + 0.999);
     self->opts.verify = verify;
-    self->opts.ca_bundle = self->ca_bundle;
+    self->opts.ca_bundle = self->ca_bundle ? self->ca_bundle : self->system_ca;
     self->opts.proxy = self->proxy;
     self->opts.user_agent = self->user_agent;
     memset(&cfg, 0, sizeof(cfg));
@@ -388,6 +391,7 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
     cfg.md = self->st->sha256;
     cfg.verify = verify;
     cfg.ca_bundle = self->ca_bundle;
+    cfg.system_ca = self->system_ca;
     cfg.connect_timeout_ms = self->opts.connect_timeout_ms;
     cfg.read_timeout_s = self->opts.read_timeout_s;
     if (cred_cache_init(&self->cred, &cfg, &cred_err) < 0) {
@@ -1459,7 +1463,7 @@ static PyType_Slot client_slots[] = {
     {Py_tp_doc, "Client(bucket, *, endpoint_url=None, region=None, access_key=None, "
                 "secret_key=None, session_token=None, addressing_style='auto', "
                 "connect_timeout=60.0, read_timeout=60.0, max_connections=10, max_attempts=3, "
-                "verify=True, ca_bundle=None, profile=None, anonymous=False, proxy=None, "
+                "verify=True, ca_bundle=None, system_ca_bundle=None, profile=None, anonymous=False, proxy=None, "
                 "user_agent=None, public_endpoint_url=None)\n\nAn S3 client for one bucket: "
                 "thread-safe, with a pool of keep-alive connections; every request releases "
                 "the GIL. Without access_key the credentials come from the environment, the "

@@ -28,6 +28,7 @@ typedef struct {
     char *base;             /* the URL of the bucket, ending in "/" */
     char *public_base;      /* NULL: url() and presign() use base */
     char *ca_bundle;
+    char *system_ca;        /* the system's CA bundle: where ca_bundle is NULL */
     char *proxy;
     char *user_agent;
     pthread_mutex_t where_lock;

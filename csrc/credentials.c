@@ -727,6 +727,8 @@ http_call(const chain *ch, const char *method, const char *url,
         if (c->ca_bundle)
             ca = c->ca_bundle;
     }
+    if (ca == NULL)
+        ca = c->system_ca;   /* the extension's libcurl has no CA bundle of its own */
     if (strlen(proxy) > 2048 || !printable(proxy, strlen(proxy), 0) ||
         strlen(noproxy) > 4096 || !printable(noproxy, strlen(noproxy), 1)) {
         snprintf(r->errbuf, sizeof(r->errbuf), "the proxy or NO_PROXY setting in the "
@@ -1886,6 +1888,7 @@ cred_cache_init(cred_cache *c, const cred_config *cfg, buf_t *err)
     c->profile = dup_s(cfg->profile);
     c->region = dup_s(cfg->region ? cfg->region : "");
     c->ca_bundle = dup_s(cfg->ca_bundle);
+    c->system_ca = dup_s(cfg->system_ca);
     c->anonymous = cfg->anonymous;
     c->md = cfg->md;
     c->verify = cfg->verify;
@@ -1893,6 +1896,7 @@ cred_cache_init(cred_cache *c, const cred_config *cfg, buf_t *err)
     c->read_timeout_s = cfg->read_timeout_s;
     if ((cfg->access_key && !c->access_key) || (cfg->secret_key && !c->secret_key) ||
         (cfg->profile && !c->profile) || !c->region || (cfg->ca_bundle && !c->ca_bundle) ||
+        (cfg->system_ca && !c->system_ca) ||
         (cfg->session_token && cfg->session_token[0] && !c->session_token)) {
         cred_cache_destroy(c);
         buf_puts(err, "out of memory");
@@ -1922,7 +1926,8 @@ cred_cache_destroy(cred_cache *c)
     free(c->profile);
     free(c->region);
     free(c->ca_bundle);
-    c->profile = c->region = c->ca_bundle = NULL;
+    free(c->system_ca);
+    c->profile = c->region = c->ca_bundle = c->system_ca = NULL;
     c->ready = 0;
 }
 

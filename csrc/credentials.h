@@ -58,13 +58,15 @@ typedef struct {
     const EVP_MD *md;          /* SHA-256, for signing AssumeRole */
     int verify;                /* TLS for STS and the container endpoint */
     const char *ca_bundle;
+    const char *system_ca;     /* where neither ca_bundle nor AWS_CA_BUNDLE says */
     long connect_timeout_ms;
     long read_timeout_s;
 } cred_config;
 
 typedef struct {
     /* configuration: copied by cred_cache_init, read-only afterwards */
-    char *access_key, *secret_key, *session_token, *profile, *region, *ca_bundle;
+    char *access_key, *secret_key, *session_token, *profile, *region, *ca_bundle,
+         *system_ca;
     int anonymous;
     const EVP_MD *md;
     int verify;

@@ -38,7 +38,7 @@ typedef struct {
     long connect_timeout_ms;
     long read_timeout_s;   /* a transfer that stalls this long fails */
     int verify;            /* TLS peer and host name */
-    const char *ca_bundle; /* NULL: the system's */
+    const char *ca_bundle; /* NULL: libcurl's own (none in scripts/build-deps' build) */
     /* set once per handle: they must not change while the pool lives */
     const char *proxy;      /* NULL: the environment's http_proxy, HTTPS_PROXY, NO_PROXY */
     const char *user_agent; /* NULL: none */

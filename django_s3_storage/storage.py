@@ -126,6 +126,28 @@ def _callable_setting(value: Any, name: str) -> Any:
     return value(name) if callable(value) else value
 
 
+# Where Linux distributions keep their CA bundle: Debian and Ubuntu, Fedora and RHEL,
+# openSUSE, RHEL's extracted trust store, Alpine, and older Fedora. The extension's
+# libcurl carries no CA path of its own (the wheel runs on all of them).
+CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
+              "/etc/ssl/ca-bundle.pem", "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+              "/etc/ssl/cert.pem", "/etc/pki/tls/cacert.pem")
+
+
+def find_ca_bundle(candidates: tuple[str, ...] | None = None) -> str | None:
+    """The CA bundle TLS verification uses when no setting names one: OpenSSL's
+    SSL_CERT_FILE, then the first of the system's bundles (CA_BUNDLES), then certifi's."""
+    env = os.environ.get("SSL_CERT_FILE", "")
+    for path in (env, *(CA_BUNDLES if candidates is None else candidates)):
+        if path and os.path.isfile(path):
+            return path
+    try:
+        import certifi
+    except ImportError:
+        return None
+    return str(certifi.where())
+
+
 _PROXY_RE = re.compile(
     r"(?i:https?)://(?:[^@/?#]*@)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})/?", re.ASCII)
 
@@ -161,6 +183,15 @@ def _network_options(s: SimpleNamespace, suffix: str) -> dict[str, Any]:
                 f"The environment's AWS_CA_BUNDLE ({bundle!r}) is not a file: point it at a "
                 "PEM CA bundle, or unset it.")
         options["ca_bundle"] = bundle or None
+        # for every other TLS peer too (STS, a proxy): the extension's libcurl has none
+        options["system_ca_bundle"] = find_ca_bundle()
+        endpoint = s.AWS_S3_ENDPOINT_URL or "https:"
+        if not (bundle or options["system_ca_bundle"]) and \
+                str(endpoint).lower().startswith("https:"):
+            raise bad("AWS_S3_VERIFY", "is on, and no CA bundle was found: this system has "
+                      f"none of {', '.join(CA_BUNDLES)}, and certifi is not installed. Install "
+                      "your distribution's ca-certificates or certifi, or set AWS_S3_VERIFY "
+                      "to the path of a PEM CA bundle.")
     elif verify is False:
         options["verify"] = False
     elif isinstance(verify, (str, os.PathLike)) and os.path.isfile(verify):

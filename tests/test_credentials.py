@@ -598,6 +598,23 @@ def test_the_storages_verify_setting_reaches_only_an_sts_endpoint_the_environmen
     assert key_ids(fake_s3) == ["ASIASTSOVERTLS001"] * 2 + ["ASIACTROVERTLS01"]
 
 
+def test_credential_services_verify_with_the_systems_ca_bundle(
+        fake_s3: CredServer, self_signed: tuple[str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The extension's libcurl has no CA bundle of its own: the container endpoint
+    (and STS at AWS) are verified with the one the storage found on the system."""
+    cert, _key = self_signed
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    with FakeS3(lambda m, p: Reply(200, creds_json(Creds("ASIACTRSYSTEMCA1", "s", "t"))),
+                tls=self_signed) as ctr:
+        monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", ctr.endpoint + "/creds")
+        with pytest.raises(_s3.S3Error, match="the container endpoint https://127.0.0.1"):
+            make_client(fake_s3.endpoint).get_object("k")
+        make_client(fake_s3.endpoint, system_ca_bundle=cert).get_object("k")
+        assert len(ctr.requests) == 1
+    assert key_ids(fake_s3) == ["ASIACTRSYSTEMCA1"]
+
+
 def test_the_proxy_for_sts_comes_from_the_snapshot_not_the_live_environment(
         fake_s3: CredServer, aws_files: Callable[..., None],
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -183,7 +183,8 @@ def test_curl_version_is_made_on_first_use_only() -> None:
             "import django_s3_storage.storage; "
             "print(open('/proc/self/maps').read().count('/sasl2/'), _s3.libcurl_version, "
             "_s3.curl_version.split()[0])")
-    out = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True,
+    package_parent = Path(django_s3_storage.__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code, str(package_parent)], capture_output=True,
                          text=True, check=True).stdout.split()
     assert out[0] == "0" and out[1] == out[2] and out[1].startswith("libcurl/")
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
@@ -285,6 +286,54 @@ def test_an_explicit_ca_bundle_wins_over_the_environment(
     with pytest.raises(_s3.S3Error) as info:
         storage.open("k")
     assert "certificate" in str(info.value).lower()
+
+
+# ---- the system's CA bundle (the extension's libcurl has none of its own) ---------------
+
+def test_the_systems_ca_bundle_verifies_when_no_setting_names_one(
+        tls_fake: FakeS3, tls_ca: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("SSL_CERT_FILE", tls_ca["ca"])     # OpenSSL's variable, first
+    storage = fake_storage(tls_fake)
+    assert storage.open("k").read() == b"over tls"
+    monkeypatch.setenv("SSL_CERT_FILE", str(ROOT / "no-such-bundle.pem"))
+    with pytest.raises(_s3.S3Error, match="(?i)certificate"):
+        fake_storage(tls_fake, aws_s3_max_attempts=1).open("k")
+
+
+def test_find_ca_bundle_takes_ssl_cert_file_then_the_first_system_bundle_then_certifi(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import certifi
+    from django_s3_storage.storage import CA_BUNDLES, find_ca_bundle
+    assert "/etc/ssl/certs/ca-certificates.crt" in CA_BUNDLES        # Debian, Ubuntu
+    assert "/etc/pki/tls/certs/ca-bundle.crt" in CA_BUNDLES          # Fedora, RHEL
+    a, b = tmp_path / "a.pem", tmp_path / "b.pem"
+    a.write_text("a")
+    b.write_text("b")
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    assert find_ca_bundle((str(tmp_path / "missing.pem"), str(b), str(a))) == str(b)
+    assert find_ca_bundle((str(tmp_path),)) == certifi.where()        # a folder is no bundle
+    monkeypatch.setenv("SSL_CERT_FILE", str(a))
+    assert find_ca_bundle((str(b),)) == str(a)
+    monkeypatch.setitem(sys.modules, "certifi", None)                 # not installed
+    monkeypatch.delenv("SSL_CERT_FILE")
+    assert find_ca_bundle(()) is None
+    assert find_ca_bundle() == next(p for p in CA_BUNDLES if Path(p).is_file())
+
+
+@pytest.mark.parametrize("cls,suffix", [(S3Storage, ""), (StaticS3Storage, "_STATIC")])
+def test_no_ca_bundle_anywhere_is_an_error_naming_the_setting_for_https_only(
+        cls: type[S3Storage], suffix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django_s3_storage import storage as module
+    monkeypatch.setattr(module, "CA_BUNDLES", ())
+    monkeypatch.setitem(sys.modules, "certifi", None)
+    for var in ("SSL_CERT_FILE", "AWS_CA_BUNDLE"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(ImproperlyConfigured, match=f"AWS_S3_VERIFY{suffix} is on, and no CA"):
+        cls(aws_s3_bucket_name="b", aws_s3_endpoint_url="https://127.0.0.1:1", **KEYS)
+    cls(aws_s3_bucket_name="b", aws_s3_endpoint_url="http://127.0.0.1:1", **KEYS)
+    cls(aws_s3_bucket_name="b", aws_s3_endpoint_url="https://127.0.0.1:1",
+        aws_s3_verify=False, **KEYS)
 
 
 # ---- proxies ---------------------------------------------------------------------------

@@ -11,9 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import django_s3_storage
+
 from conftest import BACKEND, S3Target
 
 ROOT = Path(__file__).resolve().parent.parent
+# the package this suite tests: the checkout's, or an installed wheel's
+PACKAGE_PARENT = Path(django_s3_storage.__file__).resolve().parent.parent
 SECONDS = 30 if BACKEND == "rgw" else 12
 THREADS = 8
 KINDS = {"save_text", "save_binary", "save_multipart", "write_small", "write_multipart",
@@ -25,7 +29,7 @@ def test_soak_slice_has_no_error_and_no_growth(s3: S3Target, tmp_path: Path) -> 
     out = tmp_path / "soak.json"
     env = dict(os.environ, S3_TEST_ENDPOINT_URL=s3.endpoint, S3_TEST_ACCESS_KEY=s3.access_key,
                S3_TEST_SECRET_KEY=s3.secret_key,
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE_PARENT),
                                                         os.environ.get("PYTHONPATH")])))
     args = ["--seconds", str(SECONDS), "--threads", str(THREADS), "--bucket", "soak-bucket",
             "--json", str(out)]

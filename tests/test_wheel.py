@@ -1,6 +1,8 @@
-"""The package as users install it: the wheel built from the checkout with pip,
-installed (not editable) in a fresh virtual environment outside the checkout, runs
-a Django project there against the test server.
+"""The package as users install it: the sdist and the manylinux wheel that
+scripts/build-wheel makes (`python -m build` on the lean static libcurl and libxml2,
+then `auditwheel repair`), the wheel installed (not editable) in a fresh virtual
+environment outside the checkout, running a Django project there against the test
+server. (scripts/test-all also runs the whole suite on that wheel, with Django 4.2.)
 
 Marked `wheel`, which pyproject.toml's addopts deselects: building and installing
 takes a while, so scripts/test-all runs this file once, with `-m wheel`.
@@ -9,9 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import re
 import subprocess
 import sys
+import tarfile
 import uuid
 import zipfile
 from dataclasses import dataclass
@@ -34,6 +37,7 @@ PREFIX = f"wheel-{uuid.uuid4().hex[:12]}"
 @dataclass
 class Installed:
     wheel: Path
+    sdist: Path
     build_log: str
     python: Path  # the fresh virtual environment's interpreter
     venv: Path
@@ -45,19 +49,6 @@ def run(cmd: list[str], timeout: float, **kwargs: object) -> subprocess.Complete
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
     assert out.returncode == 0, f"{cmd} exited {out.returncode}\n{out.stdout}\n{out.stderr}"
     return out
-
-
-def copy_checkout(dst: Path) -> None:
-    """The files git would commit (tracked, and new files not ignored), without build
-    output (build/, the in-place .so, *.egg-info) that would leak into the wheel."""
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                           cwd=ROOT, capture_output=True, text=True)
-    if files.returncode != 0:
-        pytest.fail("this test needs the git checkout: " + files.stderr)
-    for rel in files.stdout.split("\0"):
-        if rel and (ROOT / rel).is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dst / rel)
 
 
 def user_env() -> dict[str, str]:
@@ -164,13 +155,14 @@ print(json.dumps({"exists_after_delete": storage.exists(sys.argv[1])}))
 def installed(tmp_path_factory: pytest.TempPathFactory, s3: S3Target) -> Installed:
     tmp = tmp_path_factory.mktemp("wheel")
     assert ROOT not in tmp.parents, "the virtual environment must lie outside the checkout"
-    src, dist, venv, site = tmp / "src", tmp / "dist", tmp / "venv", tmp / "site"
-    copy_checkout(src)
+    dist, venv, site = tmp / "dist", tmp / "venv", tmp / "site"
     pip_env = user_env()
-    # as a user would: `pip wheel .`, build isolation and all (-v shows the backend's warnings)
-    build = run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(dist),
-                 str(src)], timeout=600, cwd=tmp, env=pip_env)
+    # python -m build (build isolation and all; -v shows the backend's warnings), repaired
+    run([str(ROOT / "scripts" / "build-wheel"), sys.executable, str(dist)], timeout=900,
+        cwd=tmp, env=pip_env)
+    build_log = (dist / "build.log").read_text()
     (wheel,) = dist.glob("*.whl")
+    (sdist,) = dist.glob("*.tar.gz")
     run([sys.executable, "-m", "venv", str(venv)], timeout=300, cwd=tmp, env=pip_env)
     python = venv / "bin" / "python"
     run([str(python), "-m", "pip", "install", "-q", str(wheel),
@@ -183,7 +175,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory, s3: S3Target) -> Install
     (site / "round_trip.py").write_text(ROUND_TRIP_PY)
     (site / "delete.py").write_text(DELETE_PY)
     (site / "probe.py").write_text(PROBE_PY)
-    return Installed(wheel, build.stdout + build.stderr, python, venv, site, site_env(tmp))
+    return Installed(wheel, sdist, build_log, python, venv, site, site_env(tmp))
 
 
 def test_wheel_carries_every_subpackage_the_typing_files_and_the_license(
@@ -262,3 +254,52 @@ def test_save_url_open_sync_meta_delete_from_the_installed_package(installed: In
     assert out.stdout.split() == [name]
     out = run([python, "delete.py", name], timeout=60, cwd=site, env=env)
     assert json.loads(out.stdout) == {"exists_after_delete": False}
+
+
+def test_the_wheel_is_manylinux_bundles_openssl_alone_and_its_size_is_in_the_readme(
+        installed: Installed) -> None:
+    assert "-manylinux_" in installed.wheel.name, installed.wheel.name
+    with zipfile.ZipFile(installed.wheel) as zf:
+        libs = sorted(n.split("/", 1)[1] for n in zf.namelist()
+                      if n.startswith(f"{PACKAGE}.libs/") and not n.endswith("/"))
+        sbom = zf.read(next(n for n in zf.namelist() if n.endswith("auditwheel.cdx.json")))
+    # libcurl and libxml2 are inside the extension; zlib and glibc are the system's
+    assert [lib.split("-")[0] for lib in libs] == ["libcrypto", "libssl"], libs
+    assert b"curl" not in sbom and b"xml2" not in sbom
+    size_mib = installed.wheel.stat().st_size / 2**20
+    assert size_mib < 4, size_mib
+    readme = (ROOT / "README.rst").read_text()
+    m = re.search(r"The wheel is ([0-9.]+) MiB", readme)
+    assert m, "README.rst must give the wheel's size"
+    assert abs(float(m.group(1)) - size_mib) <= 0.2, (m.group(1), size_mib)
+
+
+def test_the_sdist_builds_the_extension_from_source(installed: Installed) -> None:
+    with tarfile.open(installed.sdist) as tf:
+        names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
+    for rel in ("setup.py", "pyproject.toml", "scripts/build-deps", "scripts/build-wheel",
+                "csrc/client.c", "csrc/client.h", "django_s3_storage/_s3.pyi", "LICENSE",
+                "README.rst"):
+        assert rel in names, rel
+    assert not [n for n in names if n.endswith((".so", ".o", ".a"))]
+
+
+LEAN_PY = """\
+import json
+import django_s3_storage.storage
+from django_s3_storage import _s3
+maps = open("/proc/self/maps").read()
+print(json.dumps({"curl": _s3.curl_version, "ext": _s3.__file__,
+                  "heavy": [n for n in ("libcurl.so", "libxml2.so", "libldap", "libgnutls",
+                                        "libicu", "libsasl2") if n in maps]}))
+"""
+
+
+def test_the_installed_wheel_loads_its_own_lean_libcurl(installed: Installed) -> None:
+    (installed.site / "lean.py").write_text(LEAN_PY)
+    out = run([str(installed.python), "lean.py"], timeout=60, cwd=installed.site,
+              env=installed.env)
+    probe = json.loads(out.stdout)
+    assert probe["heavy"] == []
+    assert installed.venv.resolve() in Path(probe["ext"]).resolve().parents
+    assert [p.split("/")[0] for p in probe["curl"].split()] == ["libcurl", "OpenSSL", "zlib"]
