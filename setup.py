@@ -3,7 +3,7 @@
 Libraries are found with pkg-config (libcurl, libcrypto, zlib, libxml-2.0), with
 xml2-config and plain names as fallbacks. S3_DEPS=PREFIX links the static, lean
 libcurl and libxml2 that scripts/build-deps builds into PREFIX instead (the wheel and
-`make` do). S3_SANITIZE=1 builds with ASan/UBSan, S3_DEBUG=1 without optimisation.
+`make` do; without S3_DEPS, build/deps when it holds them). S3_SANITIZE=1 builds with ASan/UBSan, S3_DEBUG=1 without optimisation.
 """
 import os
 import shlex
@@ -39,8 +39,12 @@ def static_flags(prefix: str) -> tuple[list[str], list[str]]:
 
 
 def flags() -> tuple[list[str], list[str]]:
-    if os.environ.get("S3_DEPS"):
-        return static_flags(os.path.abspath(os.environ["S3_DEPS"]))
+    deps = os.environ.get("S3_DEPS") or ""
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "build", "deps")
+    if not deps and os.path.isfile(os.path.join(here, "lib", "libcurl.a")):
+        deps = here     # scripts/build-deps' default place: `make` has built them
+    if deps:
+        return static_flags(os.path.abspath(deps))
     cflags = pkg_config("--cflags", *PKGS)
     libs = pkg_config("--libs", *PKGS)
     if not libs:

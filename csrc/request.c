@@ -1038,6 +1038,71 @@ static const kw_header object_headers[] = {
     {NULL, NULL},
 };
 
+/* headers= may not set what the request itself sets, what a keyword above sets,
+ * or metadata (metadata=) */
+static const char *const reserved_headers[] = {
+    "host", "authorization", "content-length", "content-md5", "transfer-encoding",
+    "expect", "connection", "te", "upgrade", "range", "x-amz-date", "x-amz-content-sha256",
+    "x-amz-security-token", "x-amz-copy-source", "x-amz-decoded-content-length",
+    "if-match", "if-none-match", NULL,
+};
+
+static int
+header_name_ok(const char *n, Py_ssize_t nl)
+{
+    const kw_header *f;
+    const char *const *r;
+    Py_ssize_t i;
+
+    if (nl < 1 || nl > 64)
+        return 0;
+    for (i = 0; i < nl; i++)
+        if (!((n[i] >= 'a' && n[i] <= 'z') || (n[i] >= 'A' && n[i] <= 'Z') ||
+              (n[i] >= '0' && n[i] <= '9') || n[i] == '-'))
+            return 0;
+    if (strncasecmp(n, "x-amz-meta-", 11) == 0 || strncasecmp(n, "x-amz-copy-source-", 18) == 0)
+        return 0;
+    for (r = reserved_headers; *r; r++)
+        if (strcasecmp(n, *r) == 0)
+            return 0;
+    for (f = object_headers; f->kw; f++)
+        if (strcasecmp(n, f->header) == 0)
+            return 0;
+    return 1;
+}
+
+/* headers={name: value}: more headers of the object (Expires, x-amz-tagging, ...) */
+static int
+add_extra_headers(s3_call *k, PyObject *headers)
+{
+    Py_ssize_t pos = 0, nl, vl;
+    PyObject *name, *value;
+    const char *n, *v;
+
+    if (!PyDict_Check(headers)) {
+        PyErr_SetString(PyExc_TypeError, "headers must be a dict of str to str");
+        return -1;
+    }
+    while (PyDict_Next(headers, &pos, &name, &value)) {
+        if (!PyUnicode_Check(name) || !PyUnicode_Check(value)) {
+            PyErr_SetString(PyExc_TypeError, "headers must be a dict of str to str");
+            return -1;
+        }
+        if ((n = PyUnicode_AsUTF8AndSize(name, &nl)) == NULL ||
+            (v = PyUnicode_AsUTF8AndSize(value, &vl)) == NULL)
+            return -1;
+        if (!header_name_ok(n, nl)) {
+            PyErr_Format(PyExc_ValueError, "headers: %R is not a header name this call may "
+                         "set (letters, digits and '-'; not one the request or another "
+                         "argument sets)", name);
+            return -1;
+        }
+        if (call_add_header(k, n, v, (size_t)vl) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int
 add_metadata(s3_call *k, PyObject *meta)
 {
@@ -1124,6 +1189,11 @@ call_add_object_headers(s3_call *k, PyObject *kw, const char *const *other_kw)
             continue;
         if (strcmp(n, "metadata") == 0) {
             if (value != Py_None && add_metadata(k, value) < 0)
+                return -1;
+            continue;
+        }
+        if (strcmp(n, "headers") == 0) {
+            if (value != Py_None && add_extra_headers(k, value) < 0)
                 return -1;
             continue;
         }

@@ -29,6 +29,7 @@ class ObjectHeaders(TypedDict, total=False):
     server_side_encryption: str | None
     sse_kms_key_id: str | None
     metadata: dict[str, str] | None
+    headers: dict[str, str] | None   # more headers (Expires, x-amz-tagging, ...)
 
 class Client:
     bucket: str

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import itertools
 import mimetypes
 import os
 import posixpath
@@ -17,13 +18,14 @@ import tempfile
 import threading
 import time
 import zlib
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone as dt_timezone
 from types import SimpleNamespace
-from typing import Any, Callable, Iterator
-from urllib.parse import urljoin
+from typing import Any, Callable, Iterable, Iterator
+from urllib.parse import quote, urlencode, urljoin
 
 from django.conf import settings
 from django.contrib.staticfiles.storage import ManifestFilesMixin
@@ -35,6 +37,7 @@ from django.core.signals import setting_changed
 from django.utils import timezone
 from django.utils.deconstruct import deconstructible
 from django.utils.encoding import filepath_to_uri
+from django.utils.http import http_date
 
 from django_s3_storage import _s3
 from django_s3_storage.files import READ_MODES, WRITE_MODES, S3File, S3WriteFile
@@ -55,6 +58,79 @@ _PART_MAX = 5 * 1024 * 1024 * 1024
 # Ceph RGW hands metadata names back with '-' for '_'.
 _UNCOMPRESSED_SIZE_KEYS = (UNCOMPRESSED_SIZE_META_KEY, "uncompressed-size")
 _GZIP_SUBTYPES = frozenset(("xml", "json", "html", "javascript"))
+# AWS_S3_OBJECT_PARAMETERS and get_object_parameters(): boto3's names (as
+# django-storages takes them) -> the C client's keyword, or "header:" the header
+_OBJECT_PARAMETERS = {
+    "ACL": "acl", "CacheControl": "cache_control", "ContentDisposition": "content_disposition",
+    "ContentLanguage": "content_language", "ContentType": "content_type",
+    "StorageClass": "storage_class", "ServerSideEncryption": "server_side_encryption",
+    "SSEKMSKeyId": "sse_kms_key_id", "Metadata": "metadata",
+    "Expires": "header:Expires", "Tagging": "header:x-amz-tagging",
+    "WebsiteRedirectLocation": "header:x-amz-website-redirect-location",
+    "ObjectLockMode": "header:x-amz-object-lock-mode",
+    "ObjectLockRetainUntilDate": "header:x-amz-object-lock-retain-until-date",
+    "ObjectLockLegalHoldStatus": "header:x-amz-object-lock-legal-hold",
+    "ExpectedBucketOwner": "header:x-amz-expected-bucket-owner",
+    "GrantRead": "header:x-amz-grant-read", "GrantReadACP": "header:x-amz-grant-read-acp",
+    "GrantWriteACP": "header:x-amz-grant-write-acp",
+    "GrantFullControl": "header:x-amz-grant-full-control",
+    "SSEKMSEncryptionContext": "header:x-amz-server-side-encryption-context",
+    "BucketKeyEnabled": "header:x-amz-server-side-encryption-bucket-key-enabled",
+    "RequestPayer": "header:x-amz-request-payer",
+}
+_OBJECT_PARAMETERS_REFUSED = {
+    "ContentEncoding": "the storage sets it (AWS_S3_GZIP)",
+    "SSECustomerAlgorithm": "SSE-C needs the key on every read, which this storage does not "
+                            "send", "SSECustomerKey": "SSE-C is not supported",
+    "SSECustomerKeyMD5": "SSE-C is not supported",
+    "ChecksumAlgorithm": "every upload carries Content-MD5 already",
+}
+
+
+def _object_parameters(params: Any, where: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """boto3-style object parameters -> (the C client's keywords, more headers); a
+    ValueError names `where` and the parameter."""
+    if not isinstance(params, dict):
+        raise ValueError(f"{where} must be a dict of boto3's object parameters, not "
+                         f"{type(params).__name__}")
+    kw: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    for key, value in params.items():
+        target = _OBJECT_PARAMETERS.get(key)
+        if target is None:
+            why = _OBJECT_PARAMETERS_REFUSED.get(key, "it is not one of boto3's object "
+                                                 "parameters that this storage sends: "
+                                                 + ", ".join(sorted(_OBJECT_PARAMETERS)))
+            raise ValueError(f"{where}[{key!r}] is not supported: {why}")
+        if key == "Metadata":
+            if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                raise ValueError(f"{where}['Metadata'] must be a dict of str to str")
+        elif key == "Tagging" and isinstance(value, dict):
+            value = urlencode(value, quote_via=quote)
+        elif key in ("Expires", "ObjectLockRetainUntilDate") and isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise ValueError(f"{where}[{key!r}] must be an aware datetime (or a str)")
+            value = (http_date(value.timestamp()) if key == "Expires" else
+                     value.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        elif key == "BucketKeyEnabled" and isinstance(value, bool):
+            value = "true" if value else "false"
+        if key != "Metadata":
+            if not isinstance(value, str):
+                raise ValueError(f"{where}[{key!r}] must be a str, not {type(value).__name__}")
+            problem = _header_problem(value)
+            if problem:
+                raise ValueError(f"{where}[{key!r}] {problem}")
+        if target.startswith("header:"):
+            headers[target[7:]] = value
+        else:
+            kw[target] = value
+    return kw, headers
+
+
+# an entry of AWS_S3_GZIP_CONTENT_TYPES: type/subtype, or type/* (RFC 6838's characters)
+_MIME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/"
+                           r"(?:\*|[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126})")
 # boto3's client methods, as url(client_method=...) names them.
 _CLIENT_METHODS = {"get_object": "GET", "put_object": "PUT", "head_object": "HEAD",
                    "delete_object": "DELETE"}
@@ -421,6 +497,10 @@ class S3Storage(Storage):
         "AWS_S3_ENCRYPT_KEY": False,
         "AWS_S3_KMS_ENCRYPTION_KEY_ID": "",
         "AWS_S3_GZIP": True,
+        # None: text/*, and the XML, JSON, HTML and JavaScript types; else a list
+        "AWS_S3_GZIP_CONTENT_TYPES": None,
+        # boto3's object parameters for every upload (get_object_parameters())
+        "AWS_S3_OBJECT_PARAMETERS": {},
         "AWS_S3_SIGNATURE_VERSION": None,
         "AWS_S3_FILE_OVERWRITE": False,
         "AWS_S3_MAX_POOL_CONNECTIONS": 10,
@@ -584,6 +664,17 @@ class S3Storage(Storage):
         if bad:
             refuse("AWS_S3_KEY_PREFIX" + sfx, f"holds a lone surrogate ({bad.group()!r}), "
                    "which UTF-8 cannot encode")
+        try:
+            _object_parameters(s.AWS_S3_OBJECT_PARAMETERS, "AWS_S3_OBJECT_PARAMETERS" + sfx)
+        except ValueError as e:
+            raise ImproperlyConfigured(f"{e}.") from None
+        types = s.AWS_S3_GZIP_CONTENT_TYPES
+        if types is not None and (isinstance(types, str) or not isinstance(types, (list, tuple))
+                                  or not all(isinstance(t, str) and _MIME_PATTERN.fullmatch(t)
+                                             for t in types)):
+            refuse("AWS_S3_GZIP_CONTENT_TYPES" + sfx, f"= {types!r} must be None (text/*, and "
+                   "the XML, JSON, HTML and JavaScript types) or a list of content types "
+                   "such as 'text/css' or 'text/*'")
         acl = s.AWS_S3_ACL
         if acl is not None and acl != "auto" and acl not in _CANNED_ACLS:
             refuse("AWS_S3_ACL" + sfx, f"= {acl!r} is not supported: use 'auto' (private with "
@@ -754,14 +845,30 @@ class S3Storage(Storage):
                     params["sse_kms_key_id"] = s.AWS_S3_KMS_ENCRYPTION_KEY_ID
             else:
                 params["server_side_encryption"] = "AES256"
+        extra = self.get_object_parameters(name)
+        if extra:
+            kw, headers = _object_parameters(extra, f"{type(self).__name__}."
+                                                    f"get_object_parameters({name!r})")
+            params["metadata"].update(kw.pop("metadata", {}))
+            self._check_metadata_total(params["metadata"])
+            params.update(kw)
+            if headers:
+                params["headers"] = headers
         return params
+
+    def get_object_parameters(self, name: str) -> dict[str, Any]:
+        """boto3's object parameters for the upload of `name` (django-storages'
+        hook): AWS_S3_OBJECT_PARAMETERS by default. They win over the other
+        settings: {"Tagging": "team=web", "StorageClass": "STANDARD_IA",
+        "Expires": datetime, "ContentType": ..., "Metadata": {...}, ...}."""
+        return dict(self.settings.AWS_S3_OBJECT_PARAMETERS)
 
     def _upload_params(self, name: str, content_type: str,
                        gzip_size: int | None) -> dict[str, Any]:
         """The object's headers for an upload of name: gzip_size, the size before
         compression, when the body is gzipped."""
         params = self._put_params(name, self._max_age_for(name))
-        params["content_type"] = content_type
+        params.setdefault("content_type", content_type)   # ContentType given wins
         if gzip_size is not None:
             params["content_encoding"] = "gzip"
             params["metadata"][UNCOMPRESSED_SIZE_META_KEY] = str(gzip_size)
@@ -776,10 +883,13 @@ class S3Storage(Storage):
     def _content_type(name: str) -> str:
         return mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
 
-    @staticmethod
-    def _compressible(content_type: str) -> bool:
-        family, _, subtype = content_type.lower().partition("/")
-        return family == "text" or subtype.split("+")[-1] in _GZIP_SUBTYPES
+    def _compressible(self, content_type: str) -> bool:
+        mime = content_type.split(";", 1)[0].strip().lower()
+        family, _, subtype = mime.partition("/")
+        types = self.settings.AWS_S3_GZIP_CONTENT_TYPES
+        if types is None:
+            return family == "text" or subtype.split("+")[-1] in _GZIP_SUBTYPES
+        return any(t.lower() in (mime, family + "/*") for t in types)
 
     @staticmethod
     def _rewinds(content: Any) -> bool:
@@ -929,7 +1039,7 @@ class S3Storage(Storage):
             return S3File(self._client.reader(key, decompress=True), name, self, mode)
         if mode in WRITE_MODES:
             params = self._put_params(name, self._max_age_for(name))
-            params["content_type"] = self._content_type(name)
+            params.setdefault("content_type", self._content_type(name))
             return S3WriteFile(self._writer(key, params), name, self, mode)
         raise ValueError(f"S3 files open for reading ({', '.join(READ_MODES)}) or for "
                          f"writing ({', '.join(WRITE_MODES)}), not {mode!r}")
@@ -1036,7 +1146,7 @@ class S3Storage(Storage):
         if was is None:
             # nothing to compare with: compressed by the upload's thread, beside this one
             params = self._put_params(name, self._max_age_for(name))
-            params["content_type"] = content_type
+            params.setdefault("content_type", content_type)
             run.put(key, (len(body), "", time.time(), len(body)))
             run.upload(key, (key, params, body, conditional, gzip), hold=hold)
             return name
@@ -1210,13 +1320,22 @@ class S3Storage(Storage):
         return int(meta["ContentLength"])
 
     def url(self, name: str, extra_params: dict[str, str] | None = None,
-            client_method: str = "get_object") -> str:
-        # one C call for the common case; None: the checks and forms below
-        return self._url_fast(name, extra_params, client_method) or \
-            self._url(name, extra_params, client_method)
+            client_method: str = "get_object", expire: int | None = None) -> str:
+        """The URL of `name`: presigned for AWS_S3_MAX_AGE_SECONDS, or for `expire`
+        seconds (1 to 604800) when given, as django-storages' url(name, expire=...);
+        unsigned URLs (a public URL, AWS_S3_BUCKET_AUTH off) ignore it."""
+        if expire is None:
+            # one C call for the common case; None: the checks and forms below
+            return self._url_fast(name, extra_params, client_method) or \
+                self._url(name, extra_params, client_method)
+        if isinstance(expire, bool) or not isinstance(expire, int) or \
+                not 1 <= expire <= 604800:
+            raise ValueError(f"expire must be a whole number of seconds from 1 to 604800 "
+                             f"(7 days, S3's longest), not {expire!r}")
+        return self._url(name, extra_params, client_method, expire)
 
     def _url(self, name: str, extra_params: dict[str, str] | None,
-             client_method: str) -> str:
+             client_method: str, expire: int | None = None) -> str:
         s = self.settings
         if s.AWS_S3_PUBLIC_URL:
             if extra_params or client_method != "get_object":
@@ -1244,8 +1363,9 @@ class S3Storage(Storage):
                 # S3 sends the response-* parameters back as headers of its reply
                 if _CONTROL_CHARS.search(str(v)):
                     raise ValueError(f"extra_params[{k!r}] holds a control character")
-        return self._client.presign(method, self._object_key(name),
-                                    expires=int(s.AWS_S3_MAX_AGE_SECONDS), query=query)
+        expires = int(s.AWS_S3_MAX_AGE_SECONDS) if expire is None else expire
+        return self._client.presign(method, self._object_key(name), expires=expires,
+                                    query=query)
 
     # ---- times -------------------------------------------------------------------
 
@@ -1301,31 +1421,78 @@ class S3Storage(Storage):
 
     # ---- re-syncing headers ---------------------------------------------------------
 
-    def sync_meta_iter(self) -> Iterator[str]:
-        """Rewrites every object's headers, ACL, storage class, encryption and
-        metadata from the current settings (one CopyObject each); yields names."""
+    def sync_meta_names(self, prefix: str = "") -> Iterator[str]:
+        """The names sync_meta_iter() rewrites, in listing order: every object's, or
+        those that start with `prefix` (a plain string prefix, as S3 matches it)."""
+        if not isinstance(prefix, str) or len(prefix) > 1024 or not prefix.isprintable() \
+                or prefix.startswith("/"):
+            raise ValueError(f"prefix must be a printable name prefix of at most 1,024 "
+                             f"characters, not starting with '/': not {prefix!r}")
         base = self._prefix + "/" if self._prefix else ""
-        for page in self._iter_pages(base or None, None):
+        for page in self._iter_pages(base + prefix or None, None):
             for entry in page["Contents"]:
-                key = entry[0]
-                name = key[len(base):]
-                if not name:
-                    continue
-                try:
-                    obj = self._client.head_object(key)
-                except FileNotFoundError:
-                    continue  # deleted since the listing
-                params = self._put_params(name, self._max_age_for(name))
-                encoding = obj.get("ContentEncoding")
-                if encoding:
-                    params["content_encoding"] = encoding
-                    for k in _UNCOMPRESSED_SIZE_KEYS:
-                        if k in obj["Metadata"]:
-                            params["metadata"][UNCOMPRESSED_SIZE_META_KEY] = obj["Metadata"][k]
-                            break
-                params["content_type"] = obj.get("ContentType") or self._content_type(name)
-                self._client.copy_object(key, key, metadata_directive="REPLACE", **params)
-                yield name
+                name = entry[0][len(base):]
+                if name:
+                    yield name
+
+    def _sync_one(self, name: str) -> bool:
+        """One object's headers rewritten (a HEAD, then a CopyObject onto itself);
+        False when it is gone since the listing. The key as listed: a stored key
+        may hold what names given to save() may not (a control character, "//")."""
+        key = f"{self._prefix}/{name}" if self._prefix else name
+        try:
+            obj = self._client.head_object(key)
+        except FileNotFoundError:
+            return False
+        params = self._put_params(name, self._max_age_for(name))
+        encoding = obj.get("ContentEncoding")
+        if encoding:
+            params["content_encoding"] = encoding
+            for k in _UNCOMPRESSED_SIZE_KEYS:
+                if k in obj["Metadata"]:
+                    params["metadata"][UNCOMPRESSED_SIZE_META_KEY] = obj["Metadata"][k]
+                    break
+        params.setdefault("content_type", obj.get("ContentType") or self._content_type(name))
+        if "x-amz-tagging" in params.get("headers", {}):
+            params["headers"]["x-amz-tagging-directive"] = "REPLACE"   # else the old tags
+        self._client.copy_object(key, key, metadata_directive="REPLACE", **params)
+        return True
+
+    def sync_meta_iter(self, prefix: str = "", *, names: Iterable[str] | None = None,
+                       dry_run: bool = False,
+                       errors: list[tuple[str, BaseException]] | None = None) -> Iterator[str]:
+        """Rewrites the headers, ACL, storage class, encryption and metadata of every
+        object (or of `names`, or of those under `prefix`) from the current settings:
+        a HEAD and a CopyObject each, AWS_S3_MAX_POOL_CONNECTIONS objects at a time
+        (the C client releases the GIL while it waits). Yields the names rewritten,
+        in listing order. dry_run: sends nothing but the listing, and yields the
+        names it would rewrite. errors: failures are added to it as (name, error)
+        and the run goes on; without it, the first failure is raised."""
+        todo = self.sync_meta_names(prefix) if names is None else iter(names)
+        if dry_run:
+            yield from todo
+            return
+        workers = max(1, int(self.settings.AWS_S3_MAX_POOL_CONNECTIONS))
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="s3-sync-meta")
+        window: deque[tuple[str, Future[bool]]] = deque()
+        try:
+            for name in itertools.chain(todo, [None]):
+                if name is not None:
+                    window.append((name, pool.submit(self._sync_one, name)))
+                # the names in order; at most 2 x workers objects asked for ahead
+                while window and (name is None or len(window) >= 2 * workers):
+                    done, future = window.popleft()
+                    try:
+                        rewritten = future.result()
+                    except Exception as e:
+                        if errors is None:
+                            raise
+                        errors.append((done, e))
+                        continue
+                    if rewritten:
+                        yield done
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def sync_meta(self) -> None:
         for _ in self.sync_meta_iter():
@@ -1383,9 +1550,9 @@ class ManifestStaticS3Storage(ManifestFilesMixin, StaticS3Storage):
             if run is not None:
                 run.release()
 
-    def sync_meta_iter(self) -> Iterator[str]:
+    def sync_meta_iter(self, prefix: str = "", **kwargs: Any) -> Iterator[str]:
         self._known_hashed = frozenset(self.hashed_files.values())
         try:
-            yield from super().sync_meta_iter()
+            yield from super().sync_meta_iter(prefix, **kwargs)
         finally:
             self._known_hashed = frozenset()

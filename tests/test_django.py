@@ -85,7 +85,9 @@ def test_s3_sync_meta_command(s3: S3Target, prefix: str) -> None:
             out = io.StringIO()
             call_command("s3_sync_meta", "django.core.files.storage.default_storage",
                          stdout=out)
-            assert sorted(out.getvalue().split()) == ["one.txt", "sub/two.bin"]
+            lines = out.getvalue().splitlines()     # the names, then the summary line
+            assert sorted(lines[:-1]) == ["one.txt", "sub/two.bin"]
+            assert lines[-1].startswith("2 files rewritten in 1 storage in ")
             assert default_storage.meta("one.txt")["CacheControl"] == "private,max-age=555"
             assert default_storage.meta("sub/two.bin")["CacheControl"] == "private,max-age=555"
             assert default_storage.size("one.txt") == 400
@@ -105,7 +107,9 @@ def test_s3_sync_meta_several_storages(s3: S3Target, prefix: str) -> None:
         out = io.StringIO()
         call_command("s3_sync_meta", "django.core.files.storage.default_storage",
                      "django.contrib.staticfiles.storage.staticfiles_storage", stdout=out)
-        assert sorted(out.getvalue().split()) == ["m.txt", "s.css"]
+        lines = out.getvalue().splitlines()
+        assert sorted(lines[:-1]) == ["m.txt", "s.css"]
+        assert lines[-1].startswith("2 files rewritten in 2 storages in ")
 
 
 def test_s3_sync_meta_unknown_path_is_a_command_error(s3: S3Target) -> None:
@@ -176,6 +180,68 @@ def test_w001_public_url_with_bucket_auth(s3: S3Target) -> None:
     with override_settings(AWS_S3_PUBLIC_URL_STATIC="https://cdn.example.com/",
                            AWS_S3_BUCKET_AUTH_STATIC=True):
         assert run_w001() == ["django_s3_storage.W001"]
+
+
+S3 = "django_s3_storage.storage.S3Storage"
+STATIC = "django.contrib.staticfiles.storage.StaticFilesStorage"
+
+
+def ours(*, deploy: bool = False) -> list[checks.CheckMessage]:
+    return [m for m in checks.run_checks(include_deployment_checks=deploy)
+            if m.id and m.id.startswith("django_s3_storage.") and m.id != "django_s3_storage.W002"]
+
+
+def test_e001_a_storage_without_a_bucket_name(s3: S3Target) -> None:
+    assert ours() == []
+    with override_settings(AWS_S3_BUCKET_NAME=""):
+        (error,) = ours()
+    assert error.id == "django_s3_storage.E001" and error.level == checks.ERROR
+    assert "STORAGES['default'] (S3Storage)" in error.msg and "AWS_S3_BUCKET_NAME" in error.msg
+    assert "'aws_s3_bucket_name' in STORAGES['default']['OPTIONS']" in str(error.hint)
+    # given through OPTIONS, it is found there
+    with override_settings(AWS_S3_BUCKET_NAME="", STORAGES={
+            "default": {"BACKEND": S3, "OPTIONS": {"aws_s3_bucket_name": "b"}},
+            "staticfiles": {"BACKEND": STATIC}}):
+        assert ours() == []
+
+
+def test_e002_any_other_setting_the_storage_refuses(s3: S3Target) -> None:
+    with override_settings(STORAGES={
+            "default": {"BACKEND": S3, "OPTIONS": {"aws_s3_acl": "everyone"}},
+            "staticfiles": {"BACKEND": STATIC}}):
+        (error,) = ours()
+    assert error.id == "django_s3_storage.E002" and "AWS_S3_ACL" in error.msg
+
+
+def test_w001_also_for_settings_given_through_storages_options(s3: S3Target) -> None:
+    with override_settings(STORAGES={
+            "default": {"BACKEND": S3, "OPTIONS": {"aws_s3_public_url": "https://cdn.example/"}},
+            "staticfiles": {"BACKEND": STATIC}}):
+        (warning,) = ours()
+    assert warning.id == "django_s3_storage.W001"
+    assert "STORAGES['default']['OPTIONS']['aws_s3_public_url']" in warning.msg
+    assert "AWS_S3_BUCKET_AUTH is True" in warning.msg
+
+
+def test_deploy_checks_warn_of_plain_http_and_tls_verification_off(s3: S3Target) -> None:
+    with override_settings(AWS_S3_ENDPOINT_URL="http://s3.internal:9000"):
+        assert ours() == []                                   # --deploy only
+        (warning,) = ours(deploy=True)
+    assert warning.id == "django_s3_storage.W003" and "AWS_S3_ENDPOINT_URL " in warning.msg
+    with override_settings(AWS_S3_ENDPOINT_URL="http://127.0.0.1:9000"):
+        assert ours(deploy=True) == []                        # this machine: no one between
+    with override_settings(STORAGES={
+            "default": {"BACKEND": S3},
+            "staticfiles": {"BACKEND": "django_s3_storage.storage.StaticS3Storage",
+                            "OPTIONS": {"aws_s3_verify": False}}}):
+        (warning,) = ours(deploy=True)
+    assert warning.id == "django_s3_storage.W004"
+    assert "STORAGES['staticfiles']['OPTIONS']['aws_s3_verify'] is False" in warning.msg
+    with override_settings(AWS_S3_VERIFY_STATIC=False, STORAGES={
+            "default": {"BACKEND": S3},
+            "staticfiles": {"BACKEND": "django_s3_storage.storage.StaticS3Storage"}}):
+        assert [w.msg.split(": ")[1].split()[0] for w in ours(deploy=True)] == \
+            ["AWS_S3_VERIFY_STATIC"]
 
 
 def run_w002() -> list[str]:

@@ -368,6 +368,8 @@ SENTINELS = {
     "AWS_S3_CONTENT_DISPOSITION": "inline", "AWS_S3_CONTENT_LANGUAGE": "en",
     "AWS_S3_METADATA": {"a": "b"}, "AWS_S3_ENCRYPT_KEY": True,
     "AWS_S3_KMS_ENCRYPTION_KEY_ID": "k", "AWS_S3_GZIP": False,
+    "AWS_S3_GZIP_CONTENT_TYPES": ["text/css"],
+    "AWS_S3_OBJECT_PARAMETERS": {"Tagging": "a=b"},
     "AWS_S3_SIGNATURE_VERSION": "s3v4", "AWS_S3_FILE_OVERWRITE": True,
     "AWS_S3_MAX_POOL_CONNECTIONS": 3, "AWS_S3_CONNECT_TIMEOUT": 7, "AWS_S3_USE_THREADS": False,
     "AWS_S3_BUCKET_NAME": "other-bucket",
@@ -386,3 +388,29 @@ def test_every_file_setting_has_a_static_twin(s3: S3Target, name: str) -> None:
         assert getattr(StaticS3Storage().settings, name) == SENTINELS[name]
         assert getattr(S3Storage().settings, name) != SENTINELS[name] or \
             S3Storage.default_s3_settings[name] == SENTINELS[name]
+
+
+# ---- AWS_S3_GZIP_CONTENT_TYPES ---------------------------------------------------------
+
+@pytest.mark.parametrize("cls,suffix", [(S3Storage, ""), (StaticS3Storage, "_STATIC")])
+def test_gzip_content_types_choose_what_is_compressed(
+        s3: S3Target, prefix: str, cls: type[S3Storage], suffix: str) -> None:
+    body = b"compressible text, " * 200
+    bucket = STATIC_BUCKET if suffix else BUCKET
+    with override_settings(**{"AWS_S3_KEY_PREFIX" + suffix: prefix,
+                              "AWS_S3_GZIP_CONTENT_TYPES" + suffix: ["text/css", "image/*"]}):
+        storage = cls()
+        for name in ("a.css", "b.txt", "c.svg", "d.js"):
+            storage.save(name, ContentFile(body))
+        assert storage.open("b.txt").read() == storage.open("a.css").read() == body
+    encodings = {name: head(s3, prefix + name, bucket).get("ContentEncoding")
+                 for name in ("a.css", "b.txt", "c.svg", "d.js")}
+    assert encodings == {"a.css": "gzip", "b.txt": None, "c.svg": "gzip", "d.js": None}
+
+
+@pytest.mark.parametrize("value", ["text/css", ["text"], ["text/css", 3], [" text/css"],
+                                   ["*/*"], {"text/css": 1}])
+def test_gzip_content_types_refuse_what_is_not_a_list_of_types(s3: S3Target,
+                                                               value: object) -> None:
+    with pytest.raises(ImproperlyConfigured, match="AWS_S3_GZIP_CONTENT_TYPES"):
+        S3Storage(aws_s3_gzip_content_types=value)

@@ -264,6 +264,24 @@ def test_url_presigned_fetches(storage: S3Storage) -> None:
     assert body == b"report " * 100
 
 
+def test_url_expire_per_call(storage: S3Storage) -> None:
+    """url(name, expire=...) as in django-storages: that many seconds, this call only."""
+    storage.save("exp.bin", ContentFile(b"expiring"))
+    url = storage.url("exp.bin", expire=120)
+    assert "X-Amz-Expires=120&" in url or url.endswith("X-Amz-Expires=120")
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert resp.read() == b"expiring"
+    assert "X-Amz-Expires=3600" in storage.url("exp.bin")     # the setting again
+    put = storage.url("exp-put.bin", client_method="put_object", expire=60)
+    assert "X-Amz-Expires=60" in put
+    for bad in (0, 604801, -1, 1.5, "60", True):
+        with pytest.raises(ValueError, match="expire must be"):
+            storage.url("exp.bin", expire=bad)  # type: ignore[arg-type]
+    # unsigned forms have no expiry to set: ignored, as django-storages does
+    assert S3Storage(aws_s3_bucket_auth=False).url("a", expire=60) == \
+        S3Storage(aws_s3_bucket_auth=False).url("a")
+
+
 def test_url_extra_params(storage: S3Storage) -> None:
     storage.save("x.bin", ContentFile(b"x"))
     url = storage.url("x.bin", extra_params={

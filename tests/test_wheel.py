@@ -231,7 +231,7 @@ def test_manage_py_knows_the_command_and_passes_the_checks(installed: Installed)
     python, site, env = str(installed.python), installed.site, installed.env
     out = run([python, "manage.py", "s3_sync_meta", "--help"], timeout=60, cwd=site, env=env)
     assert "usage: manage.py s3_sync_meta" in out.stdout
-    assert "storage_path" in out.stdout
+    assert "--dry-run" in out.stdout and "STORAGES alias" in out.stdout
     out = run([python, "manage.py", "check"], timeout=60, cwd=site, env=env)
     assert "System check identified no issues" in out.stdout
 
@@ -251,7 +251,11 @@ def test_save_url_open_sync_meta_delete_from_the_installed_package(installed: In
     # the management command itself, on the file just saved
     out = run([python, "manage.py", "s3_sync_meta", "django.core.files.storage.default_storage"],
               timeout=120, cwd=site, env=env)
-    assert out.stdout.split() == [name]
+    assert out.stdout.splitlines()[0] == name
+    assert out.stdout.splitlines()[1].startswith("1 file rewritten in 1 storage in ")
+    out = run([python, "manage.py", "s3_sync_meta", "default", "--dry-run"],
+              timeout=120, cwd=site, env=env)
+    assert out.stdout.splitlines()[0] == name
     out = run([python, "delete.py", name], timeout=60, cwd=site, env=env)
     assert json.loads(out.stdout) == {"exists_after_delete": False}
 
