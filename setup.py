@@ -74,10 +74,10 @@ setup(
             "django_s3_storage._s3",
             sources=[f"csrc/{n}.c" for n in
                      ("module", "client", "request", "reader", "multipart", "writer",
-                      "credentials", "sigv4", "transfer", "gzip", "xml", "buf")],
+                      "credentials", "sigv4", "transfer", "gzip", "xml", "buf", "rsa")],
             depends=[f"csrc/{n}.h" for n in
                      ("module", "client", "request", "reader", "multipart", "writer",
-                      "credentials", "sigv4", "transfer", "gzip", "xml", "buf")],
+                      "credentials", "sigv4", "transfer", "gzip", "xml", "buf", "rsa")],
             extra_compile_args=cflags + extra_compile,
             extra_link_args=libs + extra_link,
         )

@@ -1,6 +1,7 @@
 /* The module: multi-phase init, one state struct, the exception types, and the
  * pure functions (signing, gzip) that need no Client. */
 #include "module.h"
+#include "rsa.h"
 
 #include <string.h>
 #include <strings.h>
@@ -501,11 +502,16 @@ module_exec(PyObject *m)
     st->writer_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &s3_writer_spec, NULL);
     if (st->writer_type == NULL)
         goto done;
+    st->signing_key_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &s3_signing_key_spec,
+                                                                     NULL);
+    if (st->signing_key_type == NULL)
+        goto done;
     if (PyModule_AddObjectRef(m, "S3Error", st->S3Error) < 0 ||
         PyModule_AddObjectRef(m, "S3NotFoundError", st->S3NotFoundError) < 0 ||
         PyModule_AddObjectRef(m, "Client", (PyObject *)st->client_type) < 0 ||
         PyModule_AddObjectRef(m, "Reader", (PyObject *)st->reader_type) < 0 ||
         PyModule_AddObjectRef(m, "Writer", (PyObject *)st->writer_type) < 0 ||
+        PyModule_AddObjectRef(m, "SigningKey", (PyObject *)st->signing_key_type) < 0 ||
         (libcurl = PyUnicode_FromFormat("libcurl/%s",
                                         curl_version_info(CURLVERSION_NOW)->version)) == NULL ||
         PyModule_AddObjectRef(m, "libcurl_version", libcurl) < 0)
@@ -525,6 +531,7 @@ module_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->client_type);
     Py_VISIT(st->reader_type);
     Py_VISIT(st->writer_type);
+    Py_VISIT(st->signing_key_type);
     Py_VISIT(st->S3Error);
     Py_VISIT(st->S3NotFoundError);
     return 0;
@@ -538,6 +545,7 @@ module_clear(PyObject *m)
     Py_CLEAR(st->client_type);
     Py_CLEAR(st->reader_type);
     Py_CLEAR(st->writer_type);
+    Py_CLEAR(st->signing_key_type);
     Py_CLEAR(st->S3Error);
     Py_CLEAR(st->S3NotFoundError);
     return 0;

@@ -73,7 +73,7 @@ def check_public_url_with_bucket_auth(app_configs: Any = None, **kwargs: Any) ->
     warnings = []
     for alias, storage, options, suffix in _configured():
         s = storage.settings
-        if s.AWS_S3_PUBLIC_URL and s.AWS_S3_BUCKET_AUTH:
+        if s.AWS_S3_PUBLIC_URL and s.AWS_S3_BUCKET_AUTH and not s.AWS_S3_CLOUDFRONT_KEY_ID:
             public = _where(alias, options, "AWS_S3_PUBLIC_URL", suffix)
             auth = _where(alias, options, "AWS_S3_BUCKET_AUTH", suffix)
             warnings.append(Warning(

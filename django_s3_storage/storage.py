@@ -7,9 +7,12 @@ changing anything.
 """
 from __future__ import annotations
 
+import base64
 import builtins
 import hashlib
+import ipaddress
 import itertools
+import json
 import mimetypes
 import os
 import posixpath
@@ -194,8 +197,16 @@ def _side_pool() -> ThreadPoolExecutor:
         return _side[1]
 # Attribute and keyword names whose values never show in a repr (Django's reporter
 # prints locals with repr even when DEBUG hides nothing else).
-_SECRET_NAMES = re.compile("SECRET|TOKEN|PASS|SIGNATURE|PROXY", re.I)
+_SECRET_NAMES = re.compile("SECRET|TOKEN|PASS|SIGNATURE|PROXY|CLOUDFRONT_KEY$", re.I)
 _MASK = "********************"
+
+
+def _cloudfront_b64(data: bytes) -> str:
+    """CloudFront's URL-safe base64: + = / become - _ ~."""
+    return base64.b64encode(data).decode("ascii").translate(_CLOUDFRONT_B64)
+
+
+_CLOUDFRONT_B64 = str.maketrans("+=/", "-_~")
 
 
 def _callable_setting(value: Any, name: str) -> Any:
@@ -501,6 +512,10 @@ class S3Storage(Storage):
         "AWS_S3_GZIP_CONTENT_TYPES": None,
         # boto3's object parameters for every upload (get_object_parameters())
         "AWS_S3_OBJECT_PARAMETERS": {},
+        # CloudFront signed URLs of AWS_S3_PUBLIC_URL: the key's ID, and the RSA
+        # private key (PEM text, or the path of a PEM file)
+        "AWS_S3_CLOUDFRONT_KEY_ID": "",
+        "AWS_S3_CLOUDFRONT_KEY": "",
         "AWS_S3_SIGNATURE_VERSION": None,
         "AWS_S3_FILE_OVERWRITE": False,
         "AWS_S3_MAX_POOL_CONNECTIONS": 10,
@@ -555,6 +570,8 @@ class S3Storage(Storage):
         for key, default in self.default_s3_settings.items():
             setattr(s, key, self._kwargs.get(
                 key.lower(), getattr(settings, key + self.s3_settings_suffix, default)))
+        key = s.AWS_S3_CLOUDFRONT_KEY
+        s.AWS_S3_CLOUDFRONT_KEY = _secret(key.decode("latin-1") if isinstance(key, bytes) else key)
         suffix = self.s3_settings_suffix
         if not s.AWS_S3_BUCKET_NAME:
             raise ImproperlyConfigured(
@@ -603,15 +620,51 @@ class S3Storage(Storage):
             if s.AWS_S3_KEY_PREFIX else ""
         if self._prefix == ".":
             self._prefix = ""
+        self._cloudfront = self._cloudfront_signer(s)
         self.settings = s
         self._url_setup(s)
+
+    def _cloudfront_signer(self, s: _Settings) -> tuple[str, Any] | None:
+        """(key ID, the loaded key) for CloudFront signed URLs, or None."""
+        key_id, key, sfx = s.AWS_S3_CLOUDFRONT_KEY_ID, s.AWS_S3_CLOUDFRONT_KEY, \
+            self.s3_settings_suffix
+        if not key_id and not key:
+            return None
+        if not (key_id and key):
+            raise ImproperlyConfigured(
+                f"AWS_S3_CLOUDFRONT_KEY_ID{sfx} and AWS_S3_CLOUDFRONT_KEY{sfx} go together: "
+                "set both for CloudFront signed URLs, or neither.")
+        if not s.AWS_S3_PUBLIC_URL:
+            raise ImproperlyConfigured(
+                f"AWS_S3_CLOUDFRONT_KEY{sfx} signs URLs of the CloudFront distribution that "
+                f"AWS_S3_PUBLIC_URL{sfx} names, and it is not set.")
+        if not isinstance(key_id, str) or not re.fullmatch(r"[A-Za-z0-9]{1,128}", key_id):
+            raise ImproperlyConfigured(f"AWS_S3_CLOUDFRONT_KEY_ID{sfx} must be the ID of the "
+                                       f"key (letters and digits), not {key_id!r}.")
+        pem = key.encode("ascii", "replace") if isinstance(key, str) else key
+        if not isinstance(pem, bytes):
+            raise ImproperlyConfigured(f"AWS_S3_CLOUDFRONT_KEY{sfx} must be PEM text or the "
+                                       f"path of a PEM file, not a {type(key).__name__}.")
+        if not pem.lstrip().startswith(b"-----BEGIN"):
+            try:
+                with open(pem, "rb") as f:
+                    pem = f.read(64 * 1024 + 1)
+            except (OSError, ValueError) as e:   # nothing of the value in the message
+                raise ImproperlyConfigured(
+                    f"AWS_S3_CLOUDFRONT_KEY{sfx} is neither PEM text nor the path of a "
+                    f"readable file ({getattr(e, 'strerror', None) or type(e).__name__}).") \
+                    from None
+        try:
+            return key_id, _s3.SigningKey(pem)
+        except ValueError as e:
+            raise ImproperlyConfigured(f"AWS_S3_CLOUDFRONT_KEY{sfx}: {e}.") from None
 
     def _url_setup(self, s: _Settings) -> None:
         """Tells the C client which form url() takes, from the settings now in force,
         so that url() of a plain name is one C call (storage_url)."""
         mode, public, expires = 0, "", 1
-        if os.sep != "/":
-            pass                     # names need _to_posix: storage.py's path
+        if os.sep != "/" or self._cloudfront is not None:
+            pass                     # names need _to_posix, or signing: storage.py's path
         elif s.AWS_S3_PUBLIC_URL:
             # urljoin() of a relative path without dot segments, empty segments,
             # '?', '#' or a scheme (what the C side escapes it to) appends it to
@@ -719,7 +772,7 @@ class S3Storage(Storage):
                     not low <= value <= _PART_MAX:
                 refuse(key + sfx, f"= {value!r} must be a number of bytes from {what} to 5 GiB")
 
-    _CONFIGURED = ("settings", "_client", "_prefix", "_url_fast")
+    _CONFIGURED = ("settings", "_client", "_prefix", "_url_fast", "_cloudfront")
 
     def _setting_changed_received(self, setting: str, **kwargs: Any) -> None:
         # Forget the configuration; the next use builds it again from the settings
@@ -1342,7 +1395,10 @@ class S3Storage(Storage):
                 raise ValueError("Use of extra_params or client_method is not allowed with "
                                  "AWS_S3_PUBLIC_URL")
             self._object_key(name)   # the same names as the other forms, or none
-            return urljoin(s.AWS_S3_PUBLIC_URL, filepath_to_uri(name))
+            url = urljoin(s.AWS_S3_PUBLIC_URL, filepath_to_uri(name))
+            if self._cloudfront is None:
+                return url
+            return self._cloudfront_sign(url, self._cloudfront_expiry(expire))
         if not s.AWS_S3_BUCKET_AUTH:
             if extra_params or client_method != "get_object":
                 raise ValueError("Use of extra_params or client_method is only allowed with "
@@ -1366,6 +1422,61 @@ class S3Storage(Storage):
         expires = int(s.AWS_S3_MAX_AGE_SECONDS) if expire is None else expire
         return self._client.presign(method, self._object_key(name), expires=expires,
                                     query=query)
+
+    def _cloudfront_expiry(self, expire: int | None) -> int:
+        return int(time.time()) + (int(self.settings.AWS_S3_MAX_AGE_SECONDS)
+                                   if expire is None else expire)
+
+    def _cloudfront_sign(self, url: str, expires_at: int, policy: str | None = None) -> str:
+        """url with CloudFront's signature: of the canned policy (Expires=), or of
+        `policy` (Policy=)."""
+        key_id, key = self._cloudfront
+        canned = policy is None
+        if canned:
+            policy = ('{"Statement":[{"Resource":%s,"Condition":{"DateLessThan":'
+                      '{"AWS:EpochTime":%d}}}]}' % (json.dumps(url), expires_at))
+        assert policy is not None
+        signature = _cloudfront_b64(key.sign_sha1(policy.encode()))
+        query = f"Expires={expires_at}" if canned else f"Policy={_cloudfront_b64(policy.encode())}"
+        return f"{url}{'&' if '?' in url else '?'}{query}&Signature={signature}" \
+               f"&Key-Pair-Id={key_id}"
+
+    def cloudfront_url(self, name: str, *, expire: int | None = None,
+                       not_before: datetime | None = None, source_ip: str | None = None,
+                       resource: str | None = None) -> str:
+        """A CloudFront signed URL of `name` with a custom policy: valid for `expire`
+        seconds (AWS_S3_MAX_AGE_SECONDS), not before `not_before`, from `source_ip`
+        (an address or CIDR range) only, for `resource` (a URL with * wildcards: one
+        signature for many files; default this file's URL). url() signs the canned
+        policy (expiry alone)."""
+        s = self.settings
+        if self._cloudfront is None:
+            raise ValueError("cloudfront_url() needs AWS_S3_CLOUDFRONT_KEY_ID and "
+                             "AWS_S3_CLOUDFRONT_KEY")
+        if expire is not None and (isinstance(expire, bool) or not isinstance(expire, int)
+                                   or expire < 1):
+            raise ValueError(f"expire must be a whole number of seconds above 0, not {expire!r}")
+        self._object_key(name)
+        url = urljoin(s.AWS_S3_PUBLIC_URL, filepath_to_uri(name))
+        expires_at = self._cloudfront_expiry(expire)
+        condition: dict[str, Any] = {"DateLessThan": {"AWS:EpochTime": expires_at}}
+        if not_before is not None:
+            if not isinstance(not_before, datetime) or not_before.tzinfo is None:
+                raise ValueError("not_before must be an aware datetime")
+            condition["DateGreaterThan"] = {"AWS:EpochTime": int(not_before.timestamp())}
+        if source_ip is not None:
+            try:
+                network = ipaddress.ip_network(source_ip, strict=False)
+            except (TypeError, ValueError):
+                raise ValueError(f"source_ip must be an IP address or a CIDR range, not "
+                                 f"{source_ip!r}") from None
+            condition["IpAddress"] = {"AWS:SourceIp": str(network)}
+        if resource is not None and (not isinstance(resource, str) or not resource.isprintable()
+                                     or len(resource) > 4096):
+            raise ValueError("resource must be a printable URL (with * wildcards)")
+        policy = json.dumps({"Statement": [{"Resource": resource or url,
+                                            "Condition": condition}]}, separators=(",", ":"))
+        return self._cloudfront_sign(url, expires_at, policy)
 
     # ---- times -------------------------------------------------------------------
 

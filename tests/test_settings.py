@@ -1,9 +1,11 @@
 """Every setting of the storages, each observed through what reaches S3 (or the URL)."""
 from __future__ import annotations
 
+import functools
 import gzip
 import pickle
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
@@ -370,6 +372,8 @@ SENTINELS = {
     "AWS_S3_KMS_ENCRYPTION_KEY_ID": "k", "AWS_S3_GZIP": False,
     "AWS_S3_GZIP_CONTENT_TYPES": ["text/css"],
     "AWS_S3_OBJECT_PARAMETERS": {"Tagging": "a=b"},
+    "AWS_S3_CLOUDFRONT_KEY_ID": "K2JCJMDEHXQW5F",
+    "AWS_S3_CLOUDFRONT_KEY": "",     # a PEM made by openssl: cloudfront_key()
     "AWS_S3_SIGNATURE_VERSION": "s3v4", "AWS_S3_FILE_OVERWRITE": True,
     "AWS_S3_MAX_POOL_CONNECTIONS": 3, "AWS_S3_CONNECT_TIMEOUT": 7, "AWS_S3_USE_THREADS": False,
     "AWS_S3_BUCKET_NAME": "other-bucket",
@@ -381,13 +385,26 @@ SENTINELS = {
 }
 
 
+@functools.cache
+def cloudfront_key() -> str:
+    return subprocess.run(["openssl", "genrsa", "1024"], capture_output=True, text=True,
+                          check=True, timeout=60).stdout
+
+
+# settings that only work together: each is set with the others
+COMPANIONS = {"AWS_S3_CLOUDFRONT_KEY_ID": ("AWS_S3_CLOUDFRONT_KEY", "AWS_S3_PUBLIC_URL"),
+              "AWS_S3_CLOUDFRONT_KEY": ("AWS_S3_CLOUDFRONT_KEY_ID", "AWS_S3_PUBLIC_URL")}
+
+
 @pytest.mark.parametrize("name", sorted(StaticS3Storage.default_s3_settings))
 def test_every_file_setting_has_a_static_twin(s3: S3Target, name: str) -> None:
     assert name in SENTINELS, f"no sentinel for {name}"
-    with override_settings(**{name + "_STATIC": SENTINELS[name]}):
-        assert getattr(StaticS3Storage().settings, name) == SENTINELS[name]
-        assert getattr(S3Storage().settings, name) != SENTINELS[name] or \
-            S3Storage.default_s3_settings[name] == SENTINELS[name]
+    sentinels = dict(SENTINELS, AWS_S3_CLOUDFRONT_KEY=cloudfront_key())
+    given = {n + "_STATIC": sentinels[n] for n in (name, *COMPANIONS.get(name, ()))}
+    with override_settings(**given):
+        assert getattr(StaticS3Storage().settings, name) == sentinels[name]
+        assert getattr(S3Storage().settings, name) != sentinels[name] or \
+            S3Storage.default_s3_settings[name] == sentinels[name]
 
 
 # ---- AWS_S3_GZIP_CONTENT_TYPES ---------------------------------------------------------
