@@ -3,7 +3,8 @@
 Libraries are found with pkg-config (libcurl, libcrypto, zlib, libxml-2.0), with
 xml2-config and plain names as fallbacks. S3_DEPS=PREFIX links the static, lean
 libcurl and libxml2 that scripts/build-deps builds into PREFIX instead (the wheel and
-`make` do; without S3_DEPS, build/deps when it holds them). S3_SANITIZE=1 builds with ASan/UBSan, S3_DEBUG=1 without optimisation.
+`make` do; without S3_DEPS, build/deps when it holds them). S3_SANITIZE=1 builds with
+ASan/UBSan, S3_COVERAGE=1 with gcov's counters, S3_DEBUG=1 without optimisation.
 """
 import os
 import shlex
@@ -64,6 +65,9 @@ extra_compile = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra",
 extra_link = ["-pthread"]
 if os.environ.get("S3_DEBUG"):
     extra_compile += ["-O0", "-g3"]
+if os.environ.get("S3_COVERAGE"):
+    extra_compile += ["--coverage", "-O1"]   # gcov's line counts (scripts/test-all)
+    extra_link += ["--coverage"]
 if os.environ.get("S3_SANITIZE"):
     extra_compile += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
     extra_link += ["-fsanitize=address,undefined"]

@@ -1,9 +1,12 @@
 """Types of the C extension django_s3_storage._s3."""
-from types import TracebackType
-from typing import Any, BinaryIO, Self, TypedDict, Unpack
 
-curl_version: str      # libcurl's full version string, made on first use
-libcurl_version: str   # "libcurl/7.88.1"
+from types import TracebackType
+from typing import Any, BinaryIO, TypedDict
+
+from typing_extensions import Self, Unpack, final
+
+curl_version: str  # libcurl's full version string, made on first use
+libcurl_version: str  # "libcurl/7.88.1"
 
 class S3Error(OSError):
     code: str | None
@@ -15,10 +18,11 @@ class S3Error(OSError):
 
 class S3NotFoundError(S3Error, FileNotFoundError): ...
 
-ListEntry = tuple[str, int, str, float, str]  # key, size, etag, last modified (epoch), class
+_ListEntry = tuple[str, int, str, float, str]  # key, size, etag, last modified (epoch), class
 
-class ObjectHeaders(TypedDict, total=False):
+class _ObjectHeaders(TypedDict, total=False):
     """The object headers put_object and writer take as keywords."""
+
     content_type: str | None
     content_encoding: str | None
     cache_control: str | None
@@ -29,8 +33,9 @@ class ObjectHeaders(TypedDict, total=False):
     server_side_encryption: str | None
     sse_kms_key_id: str | None
     metadata: dict[str, str] | None
-    headers: dict[str, str] | None   # more headers (Expires, x-amz-tagging, ...)
+    headers: dict[str, str] | None  # more headers (Expires, x-amz-tagging, ...)
 
+@final
 class Client:
     bucket: str
     region: str
@@ -64,8 +69,14 @@ class Client:
     def exists(self, key: str) -> bool: ...
     def head_object(self, key: str) -> dict[str, Any]: ...
     def get_object(
-        self, key: str, *, start: int | None = ..., end: int | None = ...,
-        decompress: bool = ..., spool_max: int = ..., spool_dir: str | None = ...
+        self,
+        key: str,
+        *,
+        start: int | None = ...,
+        end: int | None = ...,
+        decompress: bool = ...,
+        spool_max: int = ...,
+        spool_dir: str | None = ...,
     ) -> tuple[bytes | BinaryIO, dict[str, Any]]: ...
     def reader(
         self, key: str, *, decompress: bool = ..., buffer_size: int = ..., verify: bool = ...
@@ -74,7 +85,7 @@ class Client:
         self,
         key: str,
         body: bytes | bytearray | memoryview,
-        **headers: Unpack[ObjectHeaders],
+        **headers: Unpack[_ObjectHeaders],
     ) -> dict[str, Any]: ...
     def copy_object(self, source_key: str, key: str, **kwargs: Any) -> dict[str, Any]: ...
     def delete_object(self, key: str) -> None: ...
@@ -97,12 +108,21 @@ class Client:
         max_inflight: int = ...,
         size_hint: int = ...,
         if_none_match: bool = ...,
-        **headers: Unpack[ObjectHeaders],
+        **headers: Unpack[_ObjectHeaders],
     ) -> Writer: ...
     def url(self, key: str) -> str: ...
+    def url_setup(self, mode: int, prefix: str, public_base: str, expires: int, /) -> None: ...
+    def storage_url(
+        self, name: object, extra_params: object, client_method: object, /
+    ) -> str | None: ...
     def presign(
-        self, method: str, key: str, *, expires: int = ...,
-        query: dict[str, str] | None = ..., timestamp: str | None = ...
+        self,
+        method: str,
+        key: str,
+        *,
+        expires: int = ...,
+        query: dict[str, str] | None = ...,
+        timestamp: str | None = ...,
     ) -> str: ...
     def _follow_region(self, region: str) -> None: ...
     @staticmethod
@@ -110,8 +130,10 @@ class Client:
         retry: int, throttled: bool, jitter: float, retry_after: float = ...
     ) -> float: ...
 
+@final
 class Reader:
     """A raw binary stream over one object (Client.reader()); not thread-safe."""
+
     closed: bool
     meta: dict[str, Any]
     size: int | None
@@ -133,12 +155,17 @@ class Reader:
     def close(self) -> None: ...
     def __enter__(self) -> Self: ...
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None, /
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
     ) -> None: ...
 
+@final
 class Writer:
     """Made by Client.writer(); not instantiable."""
+
     closed: bool
     bytes_written: int
     upload_id: str | None
@@ -147,29 +174,56 @@ class Writer:
     def abort(self) -> None: ...
     def __enter__(self) -> Self: ...
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> bool: ...
     @staticmethod
     def _part_size_for(part_size: int, size_hint: int, number: int) -> int: ...
 
 def presign_v4(
-    method: str, url: str, *, region: str, access_key: str, secret_key: str, expires: int,
-    timestamp: str, session_token: str | None = ..., service: str = ...
+    method: str,
+    url: str,
+    *,
+    region: str,
+    access_key: str,
+    secret_key: str,
+    expires: int,
+    timestamp: str,
+    session_token: str | None = ...,
+    service: str = ...,
 ) -> str: ...
 def sign_v4(
-    method: str, url: str, headers: dict[str, str], payload_hash: str, *, region: str,
-    access_key: str, secret_key: str, timestamp: str, session_token: str | None = ...,
-    service: str = ...
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    payload_hash: str,
+    *,
+    region: str,
+    access_key: str,
+    secret_key: str,
+    timestamp: str,
+    session_token: str | None = ...,
+    service: str = ...,
 ) -> dict[str, str]: ...
 def _sigv4_stages(
-    method: str, url: str, headers: dict[str, str], payload_hash: str, *, region: str,
-    access_key: str, secret_key: str, timestamp: str, session_token: str | None = ...,
-    service: str = ...
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    payload_hash: str,
+    *,
+    region: str,
+    access_key: str,
+    secret_key: str,
+    timestamp: str,
+    session_token: str | None = ...,
+    service: str = ...,
 ) -> tuple[str, str, str]: ...
 def gzip_compress(data: bytes | bytearray | memoryview, level: int = ...) -> bytes: ...
 def gzip_decompress(data: bytes | bytearray | memoryview) -> bytes: ...
 
+@final
 class SigningKey:
     """An RSA private key loaded once from PEM, for CloudFront's signed URLs."""
     def __init__(self, pem: bytes) -> None: ...

@@ -1,7 +1,9 @@
 """System checks: django_s3_storage.E001, E002 and W001 to W004."""
+
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -9,16 +11,19 @@ from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+if TYPE_CHECKING:
+    from django_s3_storage.storage import S3Storage
+
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def _s3_storages() -> list[tuple[str, type, dict[str, Any]]]:
+def _s3_storages() -> list[tuple[str, type[S3Storage], dict[str, Any]]]:
     """(alias, backend class, OPTIONS) of each STORAGES entry whose backend is one of
     this package's storages (on Django 4.2 the legacy DEFAULT_FILE_STORAGE and
     STATICFILES_STORAGE settings are there too)."""
     from django_s3_storage.storage import S3Storage
 
-    found = []
+    found: list[tuple[str, type[S3Storage], dict[str, Any]]] = []
     for alias, entry in (getattr(settings, "STORAGES", None) or {}).items():
         if not isinstance(entry, dict):
             continue
@@ -44,7 +49,7 @@ def _configured() -> Iterator[tuple[str, Any, dict[str, Any], str]]:
         try:
             storage = backend(**options)
         except ImproperlyConfigured:
-            continue    # check_storages_can_be_made reports it
+            continue  # check_storages_can_be_made reports it
         yield alias, storage, options, backend.s3_settings_suffix
 
 
@@ -58,13 +63,18 @@ def check_storages_can_be_made(app_configs: Any = None, **kwargs: Any) -> list[E
             backend(**options)
         except ImproperlyConfigured as e:
             missing = "AWS_S3_BUCKET_NAME" in str(e) and "is required" in str(e)
-            errors.append(Error(
-                f"STORAGES[{alias!r}] ({backend.__name__}): {e}",
-                hint=(f"Set AWS_S3_BUCKET_NAME{backend.s3_settings_suffix}, or "
-                      f"'aws_s3_bucket_name' in STORAGES[{alias!r}]['OPTIONS'].")
-                if missing else None,
-                id="django_s3_storage.E001" if missing else "django_s3_storage.E002",
-            ))
+            errors.append(
+                Error(
+                    f"STORAGES[{alias!r}] ({backend.__name__}): {e}",
+                    hint=(
+                        f"Set AWS_S3_BUCKET_NAME{backend.s3_settings_suffix}, or "
+                        f"'aws_s3_bucket_name' in STORAGES[{alias!r}]['OPTIONS']."
+                    )
+                    if missing
+                    else None,
+                    id="django_s3_storage.E001" if missing else "django_s3_storage.E002",
+                )
+            )
     return errors
 
 
@@ -76,13 +86,17 @@ def check_public_url_with_bucket_auth(app_configs: Any = None, **kwargs: Any) ->
         if s.AWS_S3_PUBLIC_URL and s.AWS_S3_BUCKET_AUTH and not s.AWS_S3_CLOUDFRONT_KEY_ID:
             public = _where(alias, options, "AWS_S3_PUBLIC_URL", suffix)
             auth = _where(alias, options, "AWS_S3_BUCKET_AUTH", suffix)
-            warnings.append(Warning(
-                f"STORAGES[{alias!r}]: {public} is set while {auth} is True.",
-                hint=(f"URLs are built from {public} and carry no signature, while uploads "
-                      f"are stored private. Set {auth} = False for public files, or remove "
-                      f"{public}."),
-                id="django_s3_storage.W001",
-            ))
+            warnings.append(
+                Warning(
+                    f"STORAGES[{alias!r}]: {public} is set while {auth} is True.",
+                    hint=(
+                        f"URLs are built from {public} and carry no signature, while uploads "
+                        f"are stored private. Set {auth} = False for public files, or remove "
+                        f"{public}."
+                    ),
+                    id="django_s3_storage.W001",
+                )
+            )
     return warnings
 
 
@@ -97,21 +111,25 @@ def check_transport_security(app_configs: Any = None, **kwargs: Any) -> list[War
         host = urlsplit(endpoint).hostname or ""
         if endpoint.lower().startswith("http:") and host not in _LOOPBACK:
             where = _where(alias, options, "AWS_S3_ENDPOINT_URL", suffix)
-            warnings.append(Warning(
-                f"STORAGES[{alias!r}]: {where} = {endpoint!r} is plain http.",
-                hint="Files, signed requests and presigned URLs travel unencrypted: use an "
-                     "https endpoint.",
-                id="django_s3_storage.W003",
-            ))
+            warnings.append(
+                Warning(
+                    f"STORAGES[{alias!r}]: {where} = {endpoint!r} is plain http.",
+                    hint="Files, signed requests and presigned URLs travel unencrypted: use an "
+                    "https endpoint.",
+                    id="django_s3_storage.W003",
+                )
+            )
         if s.AWS_S3_VERIFY is False:
             where = _where(alias, options, "AWS_S3_VERIFY", suffix)
-            warnings.append(Warning(
-                f"STORAGES[{alias!r}]: {where} is False: the server's certificate is not "
-                "checked.",
-                hint="Anyone on the path can read and change files. Set it to True, or to "
-                     "the path of the CA bundle that signed the server's certificate.",
-                id="django_s3_storage.W004",
-            ))
+            warnings.append(
+                Warning(
+                    f"STORAGES[{alias!r}]: {where} is False: the server's certificate is not "
+                    "checked.",
+                    hint="Anyone on the path can read and change files. Set it to True, or to "
+                    "the path of the CA bundle that signed the server's certificate.",
+                    id="django_s3_storage.W004",
+                )
+            )
     return warnings
 
 
@@ -129,8 +147,11 @@ def check_collectstatic_command_order(app_configs: Any = None, **kwargs: Any) ->
 
     apps = list(getattr(settings, "INSTALLED_APPS", []))
     names = [a.split(".apps.")[0] for a in apps]
-    if ("django_s3_storage" not in names or "django.contrib.staticfiles" not in names
-            or names.index("django_s3_storage") < names.index("django.contrib.staticfiles")):
+    if (
+        "django_s3_storage" not in names
+        or "django.contrib.staticfiles" not in names
+        or names.index("django_s3_storage") < names.index("django.contrib.staticfiles")
+    ):
         return []
     try:
         backend = import_string(_static_backend())
@@ -138,11 +159,15 @@ def check_collectstatic_command_order(app_configs: Any = None, **kwargs: Any) ->
         return []
     if not (isinstance(backend, type) and issubclass(backend, S3Storage)):
         return []
-    return [Warning(
-        "collectstatic runs Django's own command, which sends a HEAD, a DELETE and a PUT "
-        "per file, one at a time.",
-        hint=('List "django_s3_storage" before "django.contrib.staticfiles" in '
-              "INSTALLED_APPS: Django then runs this package's collectstatic (one listing, "
-              "unchanged files skipped, uploads concurrent; the bucket ends up the same)."),
-        id="django_s3_storage.W002",
-    )]
+    return [
+        Warning(
+            "collectstatic runs Django's own command, which sends a HEAD, a DELETE and a PUT "
+            "per file, one at a time.",
+            hint=(
+                'List "django_s3_storage" before "django.contrib.staticfiles" in '
+                "INSTALLED_APPS: Django then runs this package's collectstatic (one listing, "
+                "unchanged files skipped, uploads concurrent; the bucket ends up the same)."
+            ),
+            id="django_s3_storage.W002",
+        )
+    ]

@@ -5,6 +5,7 @@ the C extension, django_s3_storage._s3. The settings, keyword arguments and
 behaviour follow django-s3-storage 0.15, so an existing project switches without
 changing anything.
 """
+
 from __future__ import annotations
 
 import base64
@@ -22,12 +23,14 @@ import threading
 import time
 import zlib
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from types import SimpleNamespace
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 from urllib.parse import quote, urlencode, urljoin
 
 from django.conf import settings
@@ -45,8 +48,14 @@ from django.utils.http import http_date
 from django_s3_storage import _s3
 from django_s3_storage.files import READ_MODES, WRITE_MODES, S3File, S3WriteFile
 
-__all__ = ["S3Error", "S3File", "S3WriteFile", "S3Storage", "StaticS3Storage",
-           "ManifestStaticS3Storage"]
+__all__ = [
+    "S3Error",
+    "S3File",
+    "S3WriteFile",
+    "S3Storage",
+    "StaticS3Storage",
+    "ManifestStaticS3Storage",
+]
 
 #: Raised for every failed S3 request; S3NotFoundError (also a FileNotFoundError)
 #: for a missing key. Both are OSError, as Django expects of a storage.
@@ -64,17 +73,24 @@ _GZIP_SUBTYPES = frozenset(("xml", "json", "html", "javascript"))
 # AWS_S3_OBJECT_PARAMETERS and get_object_parameters(): boto3's names (as
 # django-storages takes them) -> the C client's keyword, or "header:" the header
 _OBJECT_PARAMETERS = {
-    "ACL": "acl", "CacheControl": "cache_control", "ContentDisposition": "content_disposition",
-    "ContentLanguage": "content_language", "ContentType": "content_type",
-    "StorageClass": "storage_class", "ServerSideEncryption": "server_side_encryption",
-    "SSEKMSKeyId": "sse_kms_key_id", "Metadata": "metadata",
-    "Expires": "header:Expires", "Tagging": "header:x-amz-tagging",
+    "ACL": "acl",
+    "CacheControl": "cache_control",
+    "ContentDisposition": "content_disposition",
+    "ContentLanguage": "content_language",
+    "ContentType": "content_type",
+    "StorageClass": "storage_class",
+    "ServerSideEncryption": "server_side_encryption",
+    "SSEKMSKeyId": "sse_kms_key_id",
+    "Metadata": "metadata",
+    "Expires": "header:Expires",
+    "Tagging": "header:x-amz-tagging",
     "WebsiteRedirectLocation": "header:x-amz-website-redirect-location",
     "ObjectLockMode": "header:x-amz-object-lock-mode",
     "ObjectLockRetainUntilDate": "header:x-amz-object-lock-retain-until-date",
     "ObjectLockLegalHoldStatus": "header:x-amz-object-lock-legal-hold",
     "ExpectedBucketOwner": "header:x-amz-expected-bucket-owner",
-    "GrantRead": "header:x-amz-grant-read", "GrantReadACP": "header:x-amz-grant-read-acp",
+    "GrantRead": "header:x-amz-grant-read",
+    "GrantReadACP": "header:x-amz-grant-read-acp",
     "GrantWriteACP": "header:x-amz-grant-write-acp",
     "GrantFullControl": "header:x-amz-grant-full-control",
     "SSEKMSEncryptionContext": "header:x-amz-server-side-encryption-context",
@@ -83,8 +99,8 @@ _OBJECT_PARAMETERS = {
 }
 _OBJECT_PARAMETERS_REFUSED = {
     "ContentEncoding": "the storage sets it (AWS_S3_GZIP)",
-    "SSECustomerAlgorithm": "SSE-C needs the key on every read, which this storage does not "
-                            "send", "SSECustomerKey": "SSE-C is not supported",
+    "SSECustomerAlgorithm": "SSE-C needs the key on every read, which this storage does not send",
+    "SSECustomerKey": "SSE-C is not supported",
     "SSECustomerKeyMD5": "SSE-C is not supported",
     "ChecksumAlgorithm": "every upload carries Content-MD5 already",
 }
@@ -94,28 +110,35 @@ def _object_parameters(params: Any, where: str) -> tuple[dict[str, Any], dict[st
     """boto3-style object parameters -> (the C client's keywords, more headers); a
     ValueError names `where` and the parameter."""
     if not isinstance(params, dict):
-        raise ValueError(f"{where} must be a dict of boto3's object parameters, not "
-                         f"{type(params).__name__}")
+        raise ValueError(
+            f"{where} must be a dict of boto3's object parameters, not {type(params).__name__}"
+        )
     kw: dict[str, Any] = {}
     headers: dict[str, str] = {}
     for key, value in params.items():
         target = _OBJECT_PARAMETERS.get(key)
         if target is None:
-            why = _OBJECT_PARAMETERS_REFUSED.get(key, "it is not one of boto3's object "
-                                                 "parameters that this storage sends: "
-                                                 + ", ".join(sorted(_OBJECT_PARAMETERS)))
+            why = _OBJECT_PARAMETERS_REFUSED.get(
+                key,
+                "it is not one of boto3's object "
+                "parameters that this storage sends: " + ", ".join(sorted(_OBJECT_PARAMETERS)),
+            )
             raise ValueError(f"{where}[{key!r}] is not supported: {why}")
         if key == "Metadata":
             if not isinstance(value, dict) or not all(
-                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            ):
                 raise ValueError(f"{where}['Metadata'] must be a dict of str to str")
         elif key == "Tagging" and isinstance(value, dict):
             value = urlencode(value, quote_via=quote)
         elif key in ("Expires", "ObjectLockRetainUntilDate") and isinstance(value, datetime):
             if value.tzinfo is None:
                 raise ValueError(f"{where}[{key!r}] must be an aware datetime (or a str)")
-            value = (http_date(value.timestamp()) if key == "Expires" else
-                     value.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            value = (
+                http_date(value.timestamp())
+                if key == "Expires"
+                else value.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            )
         elif key == "BucketKeyEnabled" and isinstance(value, bool):
             value = "true" if value else "false"
         if key != "Metadata":
@@ -132,11 +155,17 @@ def _object_parameters(params: Any, where: str) -> tuple[dict[str, Any], dict[st
 
 
 # an entry of AWS_S3_GZIP_CONTENT_TYPES: type/subtype, or type/* (RFC 6838's characters)
-_MIME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/"
-                           r"(?:\*|[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126})")
+_MIME_PATTERN = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/"
+    r"(?:\*|[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126})"
+)
 # boto3's client methods, as url(client_method=...) names them.
-_CLIENT_METHODS = {"get_object": "GET", "put_object": "PUT", "head_object": "HEAD",
-                   "delete_object": "DELETE"}
+_CLIENT_METHODS = {
+    "get_object": "GET",
+    "put_object": "PUT",
+    "head_object": "HEAD",
+    "delete_object": "DELETE",
+}
 # boto3's presign parameters for get_object, and the query names S3 reads.
 _EXTRA_PARAMS = {
     "ResponseCacheControl": "response-cache-control",
@@ -149,8 +178,15 @@ _EXTRA_PARAMS = {
 }
 _SIGNATURE_VERSIONS = (None, "", "s3v4", "v4")
 # The canned ACLs S3 accepts on an object (AWS_S3_ACL).
-_CANNED_ACLS = ("private", "public-read", "public-read-write", "authenticated-read",
-                "aws-exec-read", "bucket-owner-read", "bucket-owner-full-control")
+_CANNED_ACLS = (
+    "private",
+    "public-read",
+    "public-read-write",
+    "authenticated-read",
+    "aws-exec-read",
+    "bucket-owner-read",
+    "bucket-owner-full-control",
+)
 # A header value S3 reads: printable US-ASCII. TAB is refused with the other control
 # characters (SigV4 implementations disagree on canonicalising it), and S3 accepts
 # metadata in US-ASCII only.
@@ -158,15 +194,15 @@ _NOT_HEADER_TEXT = re.compile(r"[^\x20-\x7e]")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 # A lone surrogate (from os.fsdecode of a non-UTF-8 file name, say) has no UTF-8.
 _SURROGATES = re.compile("[\ud800-\udfff]")
-_HEADER_VALUE_MAX = 8192     # bytes per value; the C client refuses more too
-_CONTENT_TYPE_MAX = 255      # RFC 6838: 127 each for type and subtype, and parameters
-_METADATA_MAX = 2048         # S3: names and values of user metadata together
+_HEADER_VALUE_MAX = 8192  # bytes per value; the C client refuses more too
+_CONTENT_TYPE_MAX = 255  # RFC 6838: 127 each for type and subtype, and parameters
+_METADATA_MAX = 2048  # S3: names and values of user metadata together
 # Listings: AWS's, RGW's (the last key) and MinIO's continuation tokens stay far
 # below this; S3 may return empty pages (delete markers), but not without end.
 _LIST_TOKEN_MAX = 4096
 _LIST_EMPTY_PAGES_MAX = 1000
 _METADATA_NAME = re.compile(r"[A-Za-z0-9._-]+\Z")
-_REGION = re.compile(r"[A-Za-z0-9._-]{1,63}\Z")   # the C Client keeps < 64
+_REGION = re.compile(r"[A-Za-z0-9._-]{1,63}\Z")  # the C Client keeps < 64
 # save() with AWS_S3_FILE_OVERWRITE = False: the names tried when each one is taken
 # meanwhile (412 PreconditionFailed, or AWS's 409 ConditionalRequestConflict)
 _NAME_ATTEMPTS = 10
@@ -192,9 +228,10 @@ def _side_pool() -> ThreadPoolExecutor:
     global _side
     with _side_lock:
         if _side is None or _side[0] != os.getpid():
-            _side = (os.getpid(), ThreadPoolExecutor(_SIDE_THREADS,
-                                                     thread_name_prefix="s3-exists"))
+            _side = (os.getpid(), ThreadPoolExecutor(_SIDE_THREADS, thread_name_prefix="s3-exists"))
         return _side[1]
+
+
 # Attribute and keyword names whose values never show in a repr (Django's reporter
 # prints locals with repr even when DEBUG hides nothing else).
 _SECRET_NAMES = re.compile("SECRET|TOKEN|PASS|SIGNATURE|PROXY|CLOUDFRONT_KEY$", re.I)
@@ -216,9 +253,14 @@ def _callable_setting(value: Any, name: str) -> Any:
 # Where Linux distributions keep their CA bundle: Debian and Ubuntu, Fedora and RHEL,
 # openSUSE, RHEL's extracted trust store, Alpine, and older Fedora. The extension's
 # libcurl carries no CA path of its own (the wheel runs on all of them).
-CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
-              "/etc/ssl/ca-bundle.pem", "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
-              "/etc/ssl/cert.pem", "/etc/pki/tls/cacert.pem")
+CA_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+    "/etc/pki/tls/cacert.pem",
+)
 
 
 def find_ca_bundle(candidates: tuple[str, ...] | None = None) -> str | None:
@@ -236,12 +278,14 @@ def find_ca_bundle(candidates: tuple[str, ...] | None = None) -> str | None:
 
 
 _PROXY_RE = re.compile(
-    r"(?i:https?)://(?:[^@/?#]*@)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})/?", re.ASCII)
+    r"(?i:https?)://(?:[^@/?#]*@)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})/?", re.ASCII
+)
 
 
 def _network_options(s: SimpleNamespace, suffix: str) -> dict[str, Any]:
     """The Client's keyword arguments for timeouts, retries, TLS, proxies and the
     public endpoint, checked here so that a mistake names its setting."""
+
     def bad(name: str, why: str) -> ImproperlyConfigured:
         return ImproperlyConfigured(f"{name}{suffix} {why}")
 
@@ -268,40 +312,55 @@ def _network_options(s: SimpleNamespace, suffix: str) -> dict[str, Any]:
         if bundle and not os.path.isfile(bundle):
             raise ImproperlyConfigured(
                 f"The environment's AWS_CA_BUNDLE ({bundle!r}) is not a file: point it at a "
-                "PEM CA bundle, or unset it.")
+                "PEM CA bundle, or unset it."
+            )
         options["ca_bundle"] = bundle or None
         # for every other TLS peer too (STS, a proxy): the extension's libcurl has none
         options["system_ca_bundle"] = find_ca_bundle()
         endpoint = s.AWS_S3_ENDPOINT_URL or "https:"
-        if not (bundle or options["system_ca_bundle"]) and \
-                str(endpoint).lower().startswith("https:"):
-            raise bad("AWS_S3_VERIFY", "is on, and no CA bundle was found: this system has "
-                      f"none of {', '.join(CA_BUNDLES)}, and certifi is not installed. Install "
-                      "your distribution's ca-certificates or certifi, or set AWS_S3_VERIFY "
-                      "to the path of a PEM CA bundle.")
+        if not (bundle or options["system_ca_bundle"]) and str(endpoint).lower().startswith(
+            "https:"
+        ):
+            raise bad(
+                "AWS_S3_VERIFY",
+                "is on, and no CA bundle was found: this system has "
+                f"none of {', '.join(CA_BUNDLES)}, and certifi is not installed. Install "
+                "your distribution's ca-certificates or certifi, or set AWS_S3_VERIFY "
+                "to the path of a PEM CA bundle.",
+            )
     elif verify is False:
         options["verify"] = False
     elif isinstance(verify, (str, os.PathLike)) and os.path.isfile(verify):
         options["ca_bundle"] = os.fspath(verify)
     else:
-        raise bad("AWS_S3_VERIFY", f"must be True, False, or the path of a PEM CA bundle file, "
-                  f"not {verify!r}.")
+        raise bad(
+            "AWS_S3_VERIFY",
+            f"must be True, False, or the path of a PEM CA bundle file, not {verify!r}.",
+        )
 
-    proxy = _secret(s.AWS_S3_PROXY or None)   # may hold user:password@: masked in tracebacks
+    proxy = _secret(s.AWS_S3_PROXY or None)  # may hold user:password@: masked in tracebacks
     if proxy is not None:
         if not _proxy_ok(proxy):
-            raise bad("AWS_S3_PROXY", "must be a URL like http://host:port (with credentials: "
-                      "http://user:password@host:port) of at most 2048 characters, or '' "
-                      "for none.")
+            raise bad(
+                "AWS_S3_PROXY",
+                "must be a URL like http://host:port (with credentials: "
+                "http://user:password@host:port) of at most 2048 characters, or '' "
+                "for none.",
+            )
     options["proxy"] = proxy
 
     public = s.AWS_S3_PUBLIC_ENDPOINT_URL or None
     if public is not None and not (
-            isinstance(public, str) and public.startswith(("http://", "https://"))
-            and not any(c in public for c in "@?#")
-            and _header_problem(public, 2048, spaces=False) is None):
-        raise bad("AWS_S3_PUBLIC_ENDPOINT_URL", "must be an http(s)://host[:port] URL without "
-                  "credentials or a query, or '' for the endpoint the server talks to.")
+        isinstance(public, str)
+        and public.startswith(("http://", "https://"))
+        and not any(c in public for c in "@?#")
+        and _header_problem(public, 2048, spaces=False) is None
+    ):
+        raise bad(
+            "AWS_S3_PUBLIC_ENDPOINT_URL",
+            "must be an http(s)://host[:port] URL without "
+            "credentials or a query, or '' for the endpoint the server talks to.",
+        )
     options["public_endpoint_url"] = public
     options["user_agent"] = _user_agent()
     return options
@@ -309,8 +368,11 @@ def _network_options(s: SimpleNamespace, suffix: str) -> dict[str, Any]:
 
 def _proxy_ok(proxy: Any) -> bool:
     m = _PROXY_RE.fullmatch(proxy) if isinstance(proxy, str) and len(proxy) <= 2048 else None
-    return m is not None and 1 <= int(m.group(1)) <= 65535 and \
-        not any(ord(c) < 0x21 or ord(c) == 0x7f for c in proxy)
+    return (
+        m is not None
+        and 1 <= int(m.group(1)) <= 65535
+        and not any(ord(c) < 0x21 or ord(c) == 0x7F for c in proxy)
+    )
 
 
 def _user_agent() -> str:
@@ -319,18 +381,26 @@ def _user_agent() -> str:
     return f"django-s3-storage/{__version__} {_s3.libcurl_version}"
 
 
-def _header_problem(value: str, limit: int = _HEADER_VALUE_MAX, secret: bool = False,
-                    spaces: bool = True) -> str | None:
+def _header_problem(
+    value: str, limit: int = _HEADER_VALUE_MAX, secret: bool = False, spaces: bool = True
+) -> str | None:
     """Why `value` cannot go into an HTTP header as it is, or None. A secret's
     characters are never quoted."""
     bad = _NOT_HEADER_TEXT.search(value) or (None if spaces else re.search(" ", value))
     if bad:
         ch = bad.group()
-        kind = ("a space" if ch == " " else "a control character"
-                if ch < " " or ch == "\x7f" else "a non-ASCII character")
+        kind = (
+            "a space"
+            if ch == " "
+            else "a control character"
+            if ch < " " or ch == "\x7f"
+            else "a non-ASCII character"
+        )
         where = f"at position {bad.start()}" if secret else f"{ch!r} at position {bad.start()}"
-        return (f"holds {kind} ({where}); only printable US-ASCII can go into an S3 request "
-                "header" + ("" if spaces else ", without spaces"))
+        return (
+            f"holds {kind} ({where}); only printable US-ASCII can go into an S3 request "
+            "header" + ("" if spaces else ", without spaces")
+        )
     if len(value) > limit:
         return f"is {len(value)} characters long; at most {limit} are sent"
     return None
@@ -360,8 +430,10 @@ class _Settings(SimpleNamespace):
     """A storage's resolved settings: the repr hides secrets."""
 
     def __repr__(self) -> str:
-        items = ", ".join(f"{k}={_MASK!r}" if _SECRET_NAMES.search(k) else f"{k}={v!r}"
-                          for k, v in vars(self).items())
+        items = ", ".join(
+            f"{k}={_MASK!r}" if _SECRET_NAMES.search(k) else f"{k}={v!r}"
+            for k, v in vars(self).items()
+        )
         return f"{type(self).__name__}({items})"
 
 
@@ -399,20 +471,20 @@ class _Collecting:
         self.thread = threading.get_ident()
         # key -> (stored size, ETag, LastModified epoch, uncompressed size or None)
         self.listed: dict[str, tuple[int, str, float, int | None]] = {}
-        self.deleted: set[str] = set()     # deletes held back
+        self.deleted: set[str] = set()  # deletes held back
         self.pending: dict[str, Future[None]] = {}
         # uploads held back while post-processing runs: a file it saves in one pass
         # and deletes in the next (a css whose references changed) is never sent
         self.holding = False
         self.held: dict[str, tuple[Any, ...]] = {}
         self.held_bytes = 0
-        self.sent: set[str] = set()      # keys the server has: listed, or uploaded
+        self.sent: set[str] = set()  # keys the server has: listed, or uploaded
         self.submit: Callable[..., Future[None]] | None = None
         self.workers = max(1, int(storage.settings.AWS_S3_MAX_POOL_CONNECTIONS))
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="s3-collect")
-        self.window = _Budget(_INFLIGHT_MAX)     # the bodies held in memory
+        self.window = _Budget(_INFLIGHT_MAX)  # the bodies held in memory
         self.errors: list[BaseException] = []
-        self.dirs: dict[str, int] = {}    # "directory" -> live keys under it
+        self.dirs: dict[str, int] = {}  # "directory" -> live keys under it
         self.puts = self.skipped = 0
         # (MD5 of a body, compressible) -> (the stored bytes' ETag, the size before gzip)
         self.packs: dict[tuple[bytes, bool], tuple[str, int | None]] = {}
@@ -448,7 +520,7 @@ class _Collecting:
         return threading.get_ident() == self.thread
 
     def upload(self, key: str, args: tuple[Any, ...], hold: bool = False) -> None:
-        old = self.held.pop(key, None)    # superseded: never sent
+        old = self.held.pop(key, None)  # superseded: never sent
         if old is not None:
             self.held_bytes -= len(old[2])
         if hold and self.holding and self.held_bytes + len(args[2]) <= _HELD_MAX:
@@ -483,6 +555,9 @@ class _Collecting:
 @deconstructible
 class S3Storage(Storage):
     """Django's Storage API on an S3 bucket."""
+
+    settings: _Settings
+    _constructor_args: tuple[Any, Any]
 
     default_auth_settings: dict[str, Any] = {
         # None: the C Client resolves it (AWS_REGION, AWS_DEFAULT_REGION, the profile's
@@ -548,8 +623,10 @@ class S3Storage(Storage):
         # @deconstructible kept them in a plain dict, which a repr would show (no
         # local holds that dict: the DEBUG page prints locals)
         if "_constructor_args" in self.__dict__:
-            self._constructor_args = (self._constructor_args[0],
-                                      _MaskedKwargs(self._constructor_args[1]))
+            self._constructor_args = (
+                self._constructor_args[0],
+                _MaskedKwargs(self._constructor_args[1]),
+            )
         for key in kwargs:
             upper = key.upper()
             if upper not in self.default_auth_settings and upper not in self.default_s3_settings:
@@ -568,37 +645,47 @@ class S3Storage(Storage):
         s.AWS_SECRET_ACCESS_KEY = _secret(s.AWS_SECRET_ACCESS_KEY)
         s.AWS_SESSION_TOKEN = _secret(s.AWS_SESSION_TOKEN)
         for key, default in self.default_s3_settings.items():
-            setattr(s, key, self._kwargs.get(
-                key.lower(), getattr(settings, key + self.s3_settings_suffix, default)))
+            setattr(
+                s,
+                key,
+                self._kwargs.get(
+                    key.lower(), getattr(settings, key + self.s3_settings_suffix, default)
+                ),
+            )
         key = s.AWS_S3_CLOUDFRONT_KEY
         s.AWS_S3_CLOUDFRONT_KEY = _secret(key.decode("latin-1") if isinstance(key, bytes) else key)
         suffix = self.s3_settings_suffix
         if not s.AWS_S3_BUCKET_NAME:
             raise ImproperlyConfigured(
                 f"AWS_S3_BUCKET_NAME{suffix} is required: the name of the S3 bucket that "
-                f"{type(self).__name__} stores files in.")
+                f"{type(self).__name__} stores files in."
+            )
         if s.AWS_S3_SIGNATURE_VERSION not in _SIGNATURE_VERSIONS:
             raise ImproperlyConfigured(
                 f"AWS_S3_SIGNATURE_VERSION{suffix} = {s.AWS_S3_SIGNATURE_VERSION!r} is not "
-                "supported: use None or 's3v4' (this storage signs with AWS Signature V4).")
+                "supported: use None or 's3v4' (this storage signs with AWS Signature V4)."
+            )
         if s.AWS_S3_ADDRESSING_STYLE not in ("auto", "path", "virtual"):
             raise ImproperlyConfigured(
                 f"AWS_S3_ADDRESSING_STYLE{suffix} must be 'auto', 'path' or 'virtual', "
-                f"not {s.AWS_S3_ADDRESSING_STYLE!r}.")
+                f"not {s.AWS_S3_ADDRESSING_STYLE!r}."
+            )
         self._check_settings(s)
         # Only the settings' own keys: the environment, the shared files and the
         # roles are the C Client's to find, lazily, on the first request.
         if bool(s.AWS_ACCESS_KEY_ID) != bool(s.AWS_SECRET_ACCESS_KEY):
             raise ImproperlyConfigured(
                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together: set both, or neither "
-                "to take credentials from the environment, ~/.aws or the instance's role.")
+                "to take credentials from the environment, ~/.aws or the instance's role."
+            )
         anonymous = bool(s.AWS_S3_ANONYMOUS)
-        signed = bool(s.AWS_ACCESS_KEY_ID) and not anonymous   # no secret in a local
+        signed = bool(s.AWS_ACCESS_KEY_ID) and not anonymous  # no secret in a local
         profile = s.AWS_S3_PROFILE or None
         if profile is not None and not isinstance(profile, str):
             raise ImproperlyConfigured(
                 f"AWS_S3_PROFILE{suffix} must be the name of a profile in ~/.aws/config or "
-                "~/.aws/credentials, or None.")
+                "~/.aws/credentials, or None."
+            )
         try:
             self._client = _s3.Client(
                 s.AWS_S3_BUCKET_NAME,
@@ -616,8 +703,11 @@ class S3Storage(Storage):
             )
         except ValueError as e:
             raise ImproperlyConfigured(f"{type(self).__name__}: {e}") from None
-        self._prefix = posixpath.normpath(_to_posix(s.AWS_S3_KEY_PREFIX)).strip("/") \
-            if s.AWS_S3_KEY_PREFIX else ""
+        self._prefix = (
+            posixpath.normpath(_to_posix(s.AWS_S3_KEY_PREFIX)).strip("/")
+            if s.AWS_S3_KEY_PREFIX
+            else ""
+        )
         if self._prefix == ".":
             self._prefix = ""
         self._cloudfront = self._cloudfront_signer(s)
@@ -626,34 +716,43 @@ class S3Storage(Storage):
 
     def _cloudfront_signer(self, s: _Settings) -> tuple[str, Any] | None:
         """(key ID, the loaded key) for CloudFront signed URLs, or None."""
-        key_id, key, sfx = s.AWS_S3_CLOUDFRONT_KEY_ID, s.AWS_S3_CLOUDFRONT_KEY, \
-            self.s3_settings_suffix
+        key_id, key, sfx = (
+            s.AWS_S3_CLOUDFRONT_KEY_ID,
+            s.AWS_S3_CLOUDFRONT_KEY,
+            self.s3_settings_suffix,
+        )
         if not key_id and not key:
             return None
         if not (key_id and key):
             raise ImproperlyConfigured(
                 f"AWS_S3_CLOUDFRONT_KEY_ID{sfx} and AWS_S3_CLOUDFRONT_KEY{sfx} go together: "
-                "set both for CloudFront signed URLs, or neither.")
+                "set both for CloudFront signed URLs, or neither."
+            )
         if not s.AWS_S3_PUBLIC_URL:
             raise ImproperlyConfigured(
                 f"AWS_S3_CLOUDFRONT_KEY{sfx} signs URLs of the CloudFront distribution that "
-                f"AWS_S3_PUBLIC_URL{sfx} names, and it is not set.")
+                f"AWS_S3_PUBLIC_URL{sfx} names, and it is not set."
+            )
         if not isinstance(key_id, str) or not re.fullmatch(r"[A-Za-z0-9]{1,128}", key_id):
-            raise ImproperlyConfigured(f"AWS_S3_CLOUDFRONT_KEY_ID{sfx} must be the ID of the "
-                                       f"key (letters and digits), not {key_id!r}.")
+            raise ImproperlyConfigured(
+                f"AWS_S3_CLOUDFRONT_KEY_ID{sfx} must be the ID of the "
+                f"key (letters and digits), not {key_id!r}."
+            )
         pem = key.encode("ascii", "replace") if isinstance(key, str) else key
         if not isinstance(pem, bytes):
-            raise ImproperlyConfigured(f"AWS_S3_CLOUDFRONT_KEY{sfx} must be PEM text or the "
-                                       f"path of a PEM file, not a {type(key).__name__}.")
+            raise ImproperlyConfigured(
+                f"AWS_S3_CLOUDFRONT_KEY{sfx} must be PEM text or the "
+                f"path of a PEM file, not a {type(key).__name__}."
+            )
         if not pem.lstrip().startswith(b"-----BEGIN"):
             try:
                 with open(pem, "rb") as f:
                     pem = f.read(64 * 1024 + 1)
-            except (OSError, ValueError) as e:   # nothing of the value in the message
+            except (OSError, ValueError) as e:  # nothing of the value in the message
                 raise ImproperlyConfigured(
                     f"AWS_S3_CLOUDFRONT_KEY{sfx} is neither PEM text nor the path of a "
-                    f"readable file ({getattr(e, 'strerror', None) or type(e).__name__}).") \
-                    from None
+                    f"readable file ({getattr(e, 'strerror', None) or type(e).__name__})."
+                ) from None
         try:
             return key_id, _s3.SigningKey(pem)
         except ValueError as e:
@@ -664,7 +763,7 @@ class S3Storage(Storage):
         so that url() of a plain name is one C call (storage_url)."""
         mode, public, expires = 0, "", 1
         if os.sep != "/" or self._cloudfront is not None:
-            pass                     # names need _to_posix, or signing: storage.py's path
+            pass  # names need _to_posix, or signing: storage.py's path
         elif s.AWS_S3_PUBLIC_URL:
             # urljoin() of a relative path without dot segments, empty segments,
             # '?', '#' or a scheme (what the C side escapes it to) appends it to
@@ -677,7 +776,7 @@ class S3Storage(Storage):
         else:
             mode, expires = 3, int(s.AWS_S3_MAX_AGE_SECONDS)
             if not 1 <= expires <= 604800:
-                mode, expires = 0, 1   # the C client says what is wrong, on each call
+                mode, expires = 0, 1  # the C client says what is wrong, on each call
         self._client.url_setup(mode, self._prefix, public, expires)
         self._url_fast = self._client.storage_url
 
@@ -689,11 +788,14 @@ class S3Storage(Storage):
         def refuse(setting: str, problem: str) -> None:
             raise ImproperlyConfigured(f"{setting} {problem}.")
 
-        for key, limit in (("AWS_REGION", 63), ("AWS_ACCESS_KEY_ID", 128),
-                           ("AWS_SESSION_TOKEN", _HEADER_VALUE_MAX)):
+        for key, limit in (
+            ("AWS_REGION", 63),
+            ("AWS_ACCESS_KEY_ID", 128),
+            ("AWS_SESSION_TOKEN", _HEADER_VALUE_MAX),
+        ):
             value = getattr(s, key)
             if value is None or value == "":
-                continue   # not set: the client resolves it
+                continue  # not set: the client resolves it
             if not isinstance(value, str):
                 refuse(key, f"must be a string, not {type(value).__name__}")
             problem = _header_problem(value, limit, secret=True, spaces=False)
@@ -711,35 +813,54 @@ class S3Storage(Storage):
                     refuse(key + sfx, problem)
         bad = _CONTROL_CHARS.search(s.AWS_S3_KEY_PREFIX or "")
         if bad:
-            refuse("AWS_S3_KEY_PREFIX" + sfx, f"holds a control character ({bad.group()!r}); "
-                   "names with control characters are refused")
+            refuse(
+                "AWS_S3_KEY_PREFIX" + sfx,
+                f"holds a control character ({bad.group()!r}); "
+                "names with control characters are refused",
+            )
         bad = _SURROGATES.search(s.AWS_S3_KEY_PREFIX or "")
         if bad:
-            refuse("AWS_S3_KEY_PREFIX" + sfx, f"holds a lone surrogate ({bad.group()!r}), "
-                   "which UTF-8 cannot encode")
+            refuse(
+                "AWS_S3_KEY_PREFIX" + sfx,
+                f"holds a lone surrogate ({bad.group()!r}), which UTF-8 cannot encode",
+            )
         try:
             _object_parameters(s.AWS_S3_OBJECT_PARAMETERS, "AWS_S3_OBJECT_PARAMETERS" + sfx)
         except ValueError as e:
             raise ImproperlyConfigured(f"{e}.") from None
         types = s.AWS_S3_GZIP_CONTENT_TYPES
-        if types is not None and (isinstance(types, str) or not isinstance(types, (list, tuple))
-                                  or not all(isinstance(t, str) and _MIME_PATTERN.fullmatch(t)
-                                             for t in types)):
-            refuse("AWS_S3_GZIP_CONTENT_TYPES" + sfx, f"= {types!r} must be None (text/*, and "
-                   "the XML, JSON, HTML and JavaScript types) or a list of content types "
-                   "such as 'text/css' or 'text/*'")
+        if types is not None and (
+            isinstance(types, str)
+            or not isinstance(types, (list, tuple))
+            or not all(isinstance(t, str) and _MIME_PATTERN.fullmatch(t) for t in types)
+        ):
+            refuse(
+                "AWS_S3_GZIP_CONTENT_TYPES" + sfx,
+                f"= {types!r} must be None (text/*, and "
+                "the XML, JSON, HTML and JavaScript types) or a list of content types "
+                "such as 'text/css' or 'text/*'",
+            )
         acl = s.AWS_S3_ACL
         if acl is not None and acl != "auto" and acl not in _CANNED_ACLS:
-            refuse("AWS_S3_ACL" + sfx, f"= {acl!r} is not supported: use 'auto' (private with "
-                   "AWS_S3_BUCKET_AUTH, else public-read), None (send no ACL: buckets that "
-                   f"refuse ACLs) or one of S3's canned ACLs: {', '.join(_CANNED_ACLS)}")
+            refuse(
+                "AWS_S3_ACL" + sfx,
+                f"= {acl!r} is not supported: use 'auto' (private with "
+                "AWS_S3_BUCKET_AUTH, else public-read), None (send no ACL: buckets that "
+                f"refuse ACLs) or one of S3's canned ACLs: {', '.join(_CANNED_ACLS)}",
+            )
         for key in ("AWS_S3_MAX_AGE_SECONDS", "AWS_S3_MAX_AGE_SECONDS_CACHED"):
             value = getattr(s, key, 0)
-            if not ((isinstance(value, int) and not isinstance(value, bool) and value >= 0) or
-                    (isinstance(value, str) and value.isascii() and value.isdigit())):
+            if not (
+                (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
+                or (isinstance(value, str) and value.isascii() and value.isdigit())
+            ):
                 refuse(key + sfx, f"= {value!r} must be a whole number of seconds")
-        for key in ("AWS_S3_CONTENT_DISPOSITION", "AWS_S3_CONTENT_LANGUAGE",
-                    "AWS_S3_KMS_ENCRYPTION_KEY_ID", "AWS_S3_ENCRYPT_KEY"):
+        for key in (
+            "AWS_S3_CONTENT_DISPOSITION",
+            "AWS_S3_CONTENT_LANGUAGE",
+            "AWS_S3_KMS_ENCRYPTION_KEY_ID",
+            "AWS_S3_ENCRYPT_KEY",
+        ):
             value = getattr(s, key)
             if not value or callable(value) or isinstance(value, bool):
                 continue
@@ -754,8 +875,11 @@ class S3Storage(Storage):
         total = 0
         for name, value in meta.items():
             if not isinstance(name, str) or not _METADATA_NAME.match(name):
-                refuse("AWS_S3_METADATA" + sfx, f"name {name!r} is not a valid metadata name "
-                       "(letters, digits, '-', '_' and '.')")
+                refuse(
+                    "AWS_S3_METADATA" + sfx,
+                    f"name {name!r} is not a valid metadata name "
+                    "(letters, digits, '-', '_' and '.')",
+                )
             total += len(name)
             if not callable(value):
                 problem = _header_problem(str(value))
@@ -763,13 +887,21 @@ class S3Storage(Storage):
                     refuse(f"AWS_S3_METADATA{sfx}[{name!r}]", problem)
                 total += len(str(value))
         if total > _METADATA_MAX:
-            refuse("AWS_S3_METADATA" + sfx, f"adds up to {total} bytes of names and values; "
-                   f"S3 accepts {_METADATA_MAX} in total")
-        for key, low, what in (("AWS_S3_MULTIPART_THRESHOLD", 0, "0"),
-                               ("AWS_S3_MULTIPART_CHUNKSIZE", _PART_MIN, "5 MiB (S3's minimum)")):
+            refuse(
+                "AWS_S3_METADATA" + sfx,
+                f"adds up to {total} bytes of names and values; "
+                f"S3 accepts {_METADATA_MAX} in total",
+            )
+        for key, low, what in (
+            ("AWS_S3_MULTIPART_THRESHOLD", 0, "0"),
+            ("AWS_S3_MULTIPART_CHUNKSIZE", _PART_MIN, "5 MiB (S3's minimum)"),
+        ):
             value = getattr(s, key)
-            if not isinstance(value, int) or isinstance(value, bool) or \
-                    not low <= value <= _PART_MAX:
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or not low <= value <= _PART_MAX
+            ):
                 refuse(key + sfx, f"= {value!r} must be a number of bytes from {what} to 5 GiB")
 
     _CONFIGURED = ("settings", "_client", "_prefix", "_url_fast", "_cloudfront")
@@ -789,8 +921,10 @@ class S3Storage(Storage):
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"_kwargs": self._kwargs, "_constructor_args": getattr(
-            self, "_constructor_args", ((), self._kwargs))}
+        return {
+            "_kwargs": self._kwargs,
+            "_constructor_args": getattr(self, "_constructor_args", ((), self._kwargs)),
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._constructor_args = state["_constructor_args"]
@@ -802,47 +936,66 @@ class S3Storage(Storage):
         """The S3 key of a name: the prefix joined with the normalised name.
         A name that would land outside the prefix is refused before any request."""
         name = _to_posix(name)
-        if name and "//" not in name and "/." not in name and name[0] not in "./" \
-                and name[-1] != "/" and name.isprintable():
+        if (
+            name
+            and "//" not in name
+            and "/." not in name
+            and name[0] not in "./"
+            and name[-1] != "/"
+            and name.isprintable()
+        ):
             # nothing to normalise and nowhere to escape to: the common case, made cheap
             return f"{self._prefix}/{name}" if self._prefix else name
         bad = _CONTROL_CHARS.search(name)
         if bad:
             raise SuspiciousFileOperation(
                 f"The name {name!r} holds a control character ({bad.group()!r}); "
-                "such names are refused.")
+                "such names are refused."
+            )
         bad = _SURROGATES.search(name)
         if bad:
             raise SuspiciousFileOperation(
                 f"The name {name!r} holds a lone surrogate ({bad.group()!r}), which UTF-8 "
-                "cannot encode; such names are refused.")
+                "cannot encode; such names are refused."
+            )
         name = name.lstrip("/")
         key = posixpath.normpath(posixpath.join(self._prefix, name)) if name else self._prefix
         if key == ".":
             key = ""
-        if key == ".." or key.startswith("../") or key.startswith("/") or (
-                self._prefix and key != self._prefix
-                and not key.startswith(self._prefix + "/")):
+        if (
+            key == ".."
+            or key.startswith("../")
+            or key.startswith("/")
+            or (self._prefix and key != self._prefix and not key.startswith(self._prefix + "/"))
+        ):
             raise SuspiciousFileOperation(
-                f"The name {name!r} resolves outside the storage's key prefix.")
+                f"The name {name!r} resolves outside the storage's key prefix."
+            )
         return key
 
     def _object_key(self, name: str) -> str:
         """The key of the object `name` names: never the prefix itself or the
         bucket's root, which no object has (a URL of the root lists the bucket)."""
         posix = _to_posix(name)
-        if posix and "//" not in posix and "/." not in posix and posix[0] not in "./" \
-                and posix[-1] != "/" and posix.isprintable():
-            return f"{self._prefix}/{posix}" if self._prefix else posix   # never the root
+        if (
+            posix
+            and "//" not in posix
+            and "/." not in posix
+            and posix[0] not in "./"
+            and posix[-1] != "/"
+            and posix.isprintable()
+        ):
+            return f"{self._prefix}/{posix}" if self._prefix else posix  # never the root
         key = self._get_key_name(name)
         if not key or key == self._prefix:
             raise SuspiciousFileOperation(
-                f"The name {name!r} names no file: it resolves to the storage's root.")
+                f"The name {name!r} names no file: it resolves to the storage's root."
+            )
         return key
 
     def _acl(self) -> str | None:
         """The canned ACL uploads and copies send (None: no x-amz-acl header)."""
-        acl = self.settings.AWS_S3_ACL
+        acl: str | None = self.settings.AWS_S3_ACL
         if acl == "auto":
             return "private" if self.settings.AWS_S3_BUCKET_AUTH else "public-read"
         return acl
@@ -850,19 +1003,26 @@ class S3Storage(Storage):
     def _from_callable(self, value: Any, setting: str) -> Any:
         """A callable setting's return value, refused before any request when it
         cannot go into a header; the error names the setting."""
-        problem = (_header_problem(value) if isinstance(value, str)
-                   else f"is a {type(value).__name__}, not a str")
+        problem = (
+            _header_problem(value)
+            if isinstance(value, str)
+            else f"is a {type(value).__name__}, not a str"
+        )
         if problem:
-            raise ValueError(f"The callable of {setting}{self.s3_settings_suffix} returned a "
-                             f"value that {problem}.")
+            raise ValueError(
+                f"The callable of {setting}{self.s3_settings_suffix} returned a "
+                f"value that {problem}."
+            )
         return value
 
     def _check_metadata_total(self, metadata: dict[str, str]) -> None:
         total = sum(len(k) + len(v) for k, v in metadata.items())
         if total > _METADATA_MAX:
-            raise ValueError(f"AWS_S3_METADATA{self.s3_settings_suffix} adds up to {total} "
-                             f"bytes of names and values with this file; S3 accepts "
-                             f"{_METADATA_MAX} in total.")
+            raise ValueError(
+                f"AWS_S3_METADATA{self.s3_settings_suffix} adds up to {total} "
+                f"bytes of names and values with this file; S3 accepts "
+                f"{_METADATA_MAX} in total."
+            )
 
     # ---- uploads ---------------------------------------------------------------
 
@@ -873,7 +1033,8 @@ class S3Storage(Storage):
             "acl": self._acl(),
             "cache_control": "{},max-age={}".format(
                 "private" if auth else "public",
-                s.AWS_S3_MAX_AGE_SECONDS if max_age is None else max_age),
+                s.AWS_S3_MAX_AGE_SECONDS if max_age is None else max_age,
+            ),
             "metadata": {k: str(_callable_setting(v, name)) for k, v in s.AWS_S3_METADATA.items()},
             "storage_class": "REDUCED_REDUNDANCY" if s.AWS_S3_REDUCED_REDUNDANCY else "STANDARD",
         }
@@ -900,8 +1061,9 @@ class S3Storage(Storage):
                 params["server_side_encryption"] = "AES256"
         extra = self.get_object_parameters(name)
         if extra:
-            kw, headers = _object_parameters(extra, f"{type(self).__name__}."
-                                                    f"get_object_parameters({name!r})")
+            kw, headers = _object_parameters(
+                extra, f"{type(self).__name__}.get_object_parameters({name!r})"
+            )
             params["metadata"].update(kw.pop("metadata", {}))
             self._check_metadata_total(params["metadata"])
             params.update(kw)
@@ -916,12 +1078,11 @@ class S3Storage(Storage):
         "Expires": datetime, "ContentType": ..., "Metadata": {...}, ...}."""
         return dict(self.settings.AWS_S3_OBJECT_PARAMETERS)
 
-    def _upload_params(self, name: str, content_type: str,
-                       gzip_size: int | None) -> dict[str, Any]:
+    def _upload_params(self, name: str, content_type: str, gzip_size: int | None) -> dict[str, Any]:
         """The object's headers for an upload of name: gzip_size, the size before
         compression, when the body is gzipped."""
         params = self._put_params(name, self._max_age_for(name))
-        params.setdefault("content_type", content_type)   # ContentType given wins
+        params.setdefault("content_type", content_type)  # ContentType given wins
         if gzip_size is not None:
             params["content_encoding"] = "gzip"
             params["metadata"][UNCOMPRESSED_SIZE_META_KEY] = str(gzip_size)
@@ -973,7 +1134,7 @@ class S3Storage(Storage):
             size += len(chunk)
             packed += spool.write(packer.compress(chunk))
             if rewinds and packed >= size and packed > self.gzip_spool_size:
-                break   # it will not get smaller than what it holds now
+                break  # it will not get smaller than what it holds now
         else:
             packed += spool.write(packer.flush())
             if packed < size or not rewinds:
@@ -1002,8 +1163,11 @@ class S3Storage(Storage):
         # the type the browser sent with an upload wins over the guess from the name,
         # unless it cannot go into a header (a hostile client chose it)
         content_type = getattr(content, "content_type", None)
-        if not isinstance(content_type, str) or not content_type or \
-                _header_problem(content_type, _CONTENT_TYPE_MAX) is not None:
+        if (
+            not isinstance(content_type, str)
+            or not content_type
+            or _header_problem(content_type, _CONTENT_TYPE_MAX) is not None
+        ):
             content_type = self._content_type(name)
         run = self._collecting_run()
         if run is not None:
@@ -1012,9 +1176,9 @@ class S3Storage(Storage):
                 return saved
             key = self._object_key(name)
             run.wait(key)
-            if key in run.deleted:   # overwritten instead of deleted
+            if key in run.deleted:  # overwritten instead of deleted
                 conditional = False
-            run.put(key, (0, "", time.time(), None))   # stored below, or raised
+            run.put(key, (0, "", time.time(), None))  # stored below, or raised
         source, spool, copy = content, None, None
         gzip_size = None
         if s.AWS_S3_GZIP and self._compressible(content_type):
@@ -1035,8 +1199,9 @@ class S3Storage(Storage):
             for _ in range(_NAME_ATTEMPTS):
                 params = self._upload_params(name, content_type, gzip_size)
                 try:
-                    with self._writer(self._object_key(name), params, size_hint,
-                                      if_none_match=conditional) as w:
+                    with self._writer(
+                        self._object_key(name), params, size_hint, if_none_match=conditional
+                    ) as w:
                         for chunk in self._chunks(source):
                             w.write(chunk)
                             if copy is not None:
@@ -1045,28 +1210,35 @@ class S3Storage(Storage):
                 except S3Error as e:
                     if not conditional or e.code not in _NAME_TAKEN:
                         raise
-                if copy is not None:   # sent once: from here on it is the source
+                if copy is not None:  # sent once: from here on it is the source
                     source, spool, copy = File(copy), copy, None
                 # taken since save() looked: the next free name, as save() finds it
                 tried, name = name, self.get_available_name(asked, max_length=max_length)
             raise FileExistsError(
                 f"{_NAME_ATTEMPTS} names in a row were taken by other writers while this file "
-                f"was uploaded; the last one tried: {tried!r}")
+                f"was uploaded; the last one tried: {tried!r}"
+            )
         finally:
             for f in (spool, copy):
                 if f is not None:
                     f.close()
 
-    def _writer(self, key: str, params: dict[str, Any], size_hint: int = -1,
-                if_none_match: bool = False) -> Any:
+    def _writer(
+        self, key: str, params: dict[str, Any], size_hint: int = -1, if_none_match: bool = False
+    ) -> Any:
         s = self.settings
-        return self._client.writer(key, part_size=s.AWS_S3_MULTIPART_CHUNKSIZE,
-                                   threshold=s.AWS_S3_MULTIPART_THRESHOLD,
-                                   size_hint=size_hint, if_none_match=if_none_match, **params)
+        return self._client.writer(
+            key,
+            part_size=s.AWS_S3_MULTIPART_CHUNKSIZE,
+            threshold=s.AWS_S3_MULTIPART_THRESHOLD,
+            size_hint=size_hint,
+            if_none_match=if_none_match,
+            **params,
+        )
 
     # ---- reads -------------------------------------------------------------------
 
-    def _open(self, name: str, mode: str = "rb") -> S3File | S3WriteFile:
+    def _open(self, name: str, mode: str = "rb") -> File[Any]:
         """A file that streams: reads fetch the object lazily, writes go up as they
         come and are stored on close()."""
         key = self._object_key(name)
@@ -1076,10 +1248,11 @@ class S3Storage(Storage):
             if source is not None:
                 # collectstatic copied it from there (or skipped it as unmodified): the
                 # same bytes, whether or not its upload has ended
-                return source[0].open(source[1], mode)
+                opened: File[Any] = source[0].open(source[1], mode)
+                return opened
         if run is not None:
             run.wait(key)
-            if key in run.deleted:    # a delete held back: it goes now
+            if key in run.deleted:  # a delete held back: it goes now
                 run.deleted.discard(key)
                 run.listed.pop(key, None)
                 self._client.delete_object(key)
@@ -1087,15 +1260,18 @@ class S3Storage(Storage):
             source = run.sources.get(_to_posix(name))
             if source is not None and key in run.listed:
                 # skipped as unmodified: what the bucket holds came from there too
-                return source[0].open(source[1], mode)
+                opened = source[0].open(source[1], mode)
+                return opened
         if mode in READ_MODES:
             return S3File(self._client.reader(key, decompress=True), name, self, mode)
         if mode in WRITE_MODES:
             params = self._put_params(name, self._max_age_for(name))
             params.setdefault("content_type", self._content_type(name))
             return S3WriteFile(self._writer(key, params), name, self, mode)
-        raise ValueError(f"S3 files open for reading ({', '.join(READ_MODES)}) or for "
-                         f"writing ({', '.join(WRITE_MODES)}), not {mode!r}")
+        raise ValueError(
+            f"S3 files open for reading ({', '.join(READ_MODES)}) or for "
+            f"writing ({', '.join(WRITE_MODES)}), not {mode!r}"
+        )
 
     # ---- collectstatic ----------------------------------------------------------
 
@@ -1134,13 +1310,13 @@ class S3Storage(Storage):
             self._run = None
             errors = self._finish_run(run)
             if errors and failed is None:
-                group = getattr(builtins, "ExceptionGroup", None)   # Python 3.11+
+                group = getattr(builtins, "ExceptionGroup", None)  # Python 3.11+
                 if len(errors) == 1 or group is None:
-                    raise errors[0]   # 3.10: the first (the others are lost to the caller)
+                    raise errors[0]  # 3.10: the first (the others are lost to the caller)
                 raise group(f"{len(errors)} requests of collectstatic failed", errors)
             if errors and failed is not None and hasattr(failed, "add_note"):
-                for e in errors:
-                    failed.add_note(f"also failed: {e!r}")
+                for other in errors:
+                    failed.add_note(f"also failed: {other!r}")
 
     def _finish_run(self, run: _Collecting) -> list[BaseException]:
         """Waits for every upload, then sends the deletes held back; the failures."""
@@ -1149,14 +1325,14 @@ class S3Storage(Storage):
         for future in run.pending.values():
             try:
                 future.result()
-            except BaseException as e:   # noqa: BLE001 - every failure is raised
+            except BaseException as e:  # noqa: BLE001 - every failure is raised
                 errors.append(e)
         run.pending.clear()
         deletes = [run.pool.submit(self._client.delete_object, key) for key in sorted(run.deleted)]
         for future in deletes:
             try:
                 future.result()
-            except BaseException as e:   # noqa: BLE001
+            except BaseException as e:  # noqa: BLE001
                 errors.append(e)
         run.pool.shutdown(wait=True)
         return errors
@@ -1164,8 +1340,9 @@ class S3Storage(Storage):
     def _run_exists(self, run: _Collecting, key: str) -> bool:
         return run.live(key) or run.dirs.get(key, 0) > 0
 
-    def _save_collecting(self, run: _Collecting, name: str, content: Any, content_type: str,
-                         conditional: bool) -> str | None:
+    def _save_collecting(
+        self, run: _Collecting, name: str, content: Any, content_type: str, conditional: bool
+    ) -> str | None:
         """_save inside collecting(): the upload queued (or skipped when the listed
         object has these bytes); None for a body too big to hold in memory, which
         goes the usual way."""
@@ -1186,16 +1363,20 @@ class S3Storage(Storage):
         gzip = bool(s.AWS_S3_GZIP and self._compressible(content_type))
         # post-processing saves a file again in each pass: compressed once
         known = run.packs.get((hashlib.md5(body, usedforsecurity=False).digest(), gzip))
-        run.wait(key, held=False)   # a held upload stays held: this one replaces it
+        run.wait(key, held=False)  # a held upload stays held: this one replaces it
         was = run.listed.get(key)
         replacing = key in run.deleted
-        if known is not None and was is not None and was[1] == known[0] and (
-                replacing or not conditional):
+        if (
+            known is not None
+            and was is not None
+            and was[1] == known[0]
+            and (replacing or not conditional)
+        ):
             run.skipped += 1
             run.put(key, (was[0], was[1], was[2], known[1]))
             return name
-        patterns = getattr(self, "_patterns", None)   # the names post-processing rewrites
-        hold = bool(patterns) and matches_patterns(name, patterns)
+        patterns = getattr(self, "_patterns", None)  # the names post-processing rewrites
+        hold = bool(patterns) and matches_patterns(name, patterns or ())
         if was is None:
             # nothing to compare with: compressed by the upload's thread, beside this one
             params = self._put_params(name, self._max_age_for(name))
@@ -1222,8 +1403,15 @@ class S3Storage(Storage):
         run.upload(key, (key, params, body, conditional and not replacing), hold=hold)
         return name
 
-    def _put_body(self, run: _Collecting, key: str, params: dict[str, Any], body: bytes,
-                  conditional: bool, gzip: bool = False) -> None:
+    def _put_body(
+        self,
+        run: _Collecting,
+        key: str,
+        params: dict[str, Any],
+        body: bytes,
+        conditional: bool,
+        gzip: bool = False,
+    ) -> None:
         held = len(body)
         try:
             packed = self._gzipped(ContentFile(body)) if gzip else None
@@ -1243,8 +1431,11 @@ class S3Storage(Storage):
         """The object's headers in the shape of boto3's head_object."""
         meta = self._client.head_object(self._object_key(name))
         metadata = meta.get("Metadata")
-        if metadata and "uncompressed-size" in metadata and \
-                UNCOMPRESSED_SIZE_META_KEY not in metadata:
+        if (
+            metadata
+            and "uncompressed-size" in metadata
+            and UNCOMPRESSED_SIZE_META_KEY not in metadata
+        ):
             # Ceph RGW folds '_' to '-': the name this package wrote is the one shown
             metadata[UNCOMPRESSED_SIZE_META_KEY] = metadata.pop("uncompressed-size")
         if "LastModified" in meta:
@@ -1255,7 +1446,7 @@ class S3Storage(Storage):
         key = self._object_key(name)
         run = self._collecting_run()
         if run is not None:
-            if key in run.held:         # never sent: nothing to send now either
+            if key in run.held:  # never sent: nothing to send now either
                 run.held_bytes -= len(run.held.pop(key)[2])
                 if key not in run.sent:
                     run.hold_delete(key)
@@ -1264,7 +1455,7 @@ class S3Storage(Storage):
                     return
             run.wait(key)
             if key in run.listed:
-                run.hold_delete(key)    # sent at the end, unless the name is saved again
+                run.hold_delete(key)  # sent at the end, unless the name is saved again
                 return
         self._client.delete_object(key)
 
@@ -1276,7 +1467,7 @@ class S3Storage(Storage):
         run = self._collecting_run()
         if run is not None and not name.endswith("/") and key != self._prefix:
             return self._run_exists(run, key)
-        if name.endswith("/") or key == self._prefix:   # "", "/", ".", "a/..": the root
+        if name.endswith("/") or key == self._prefix:  # "", "/", ".", "a/..": the root
             return self._dir_exists(name)
         if _SAVING.get() is not None:
             return self._exists_at_once(name, key)
@@ -1295,26 +1486,34 @@ class S3Storage(Storage):
         page = self._client.list_objects(prefix=key + "/" if key else None, max_keys=1)
         return bool(page["Contents"] or page["CommonPrefixes"])
 
-    def _iter_pages(self, prefix: str | None, delimiter: str | None,
-                    relative: bool = False) -> Iterator[dict[str, Any]]:
+    def _iter_pages(
+        self, prefix: str | None, delimiter: str | None, relative: bool = False
+    ) -> Iterator[dict[str, Any]]:
         """The listing's pages (relative: names after the prefix only, as
         Client.list_objects gives them). Tokens are opaque, but a server whose
         listing does not advance (a token seen before, a page the same as the one
         before, a token that keeps growing, empty pages without end) would be
         followed for ever: that is an S3Error after a bounded number of requests."""
         token = None
-        seen: set[int] = set()      # hashes: a bucket of many pages stays small here
+        seen: set[int] = set()  # hashes: a bucket of many pages stays small here
         last: tuple[Any, ...] | None = None
         empty = 0
         while True:
-            page = self._client.list_objects(prefix=prefix, delimiter=delimiter,
-                                             continuation_token=token, relative=relative)
+            page = self._client.list_objects(
+                prefix=prefix, delimiter=delimiter, continuation_token=token, relative=relative
+            )
             contents, prefixes = page["Contents"], page["CommonPrefixes"]
             first, final = (contents[0], contents[-1]) if contents else (None, None)
             if not relative and contents:
-                first, final = first[0], final[0]
-            here = (len(contents), len(prefixes), first, final,
-                    prefixes[0] if prefixes else None, prefixes[-1] if prefixes else None)
+                first, final = contents[0][0], contents[-1][0]
+            here = (
+                len(contents),
+                len(prefixes),
+                first,
+                final,
+                prefixes[0] if prefixes else None,
+                prefixes[-1] if prefixes else None,
+            )
             if last is not None and here == last and (contents or prefixes):
                 raise self._listing_error(prefix, "returned the same page twice in a row")
             last = here
@@ -1322,18 +1521,24 @@ class S3Storage(Storage):
             token = page["NextContinuationToken"]
             if page["IsTruncated"]:
                 if not token:
-                    raise self._listing_error(prefix, "is truncated but gives no "
-                                              "NextContinuationToken")
+                    raise self._listing_error(
+                        prefix, "is truncated but gives no NextContinuationToken"
+                    )
                 if len(token) > _LIST_TOKEN_MAX:
-                    raise self._listing_error(prefix, f"gave a continuation token of "
-                                              f"{len(token)} characters (at most "
-                                              f"{_LIST_TOKEN_MAX} are followed)")
+                    raise self._listing_error(
+                        prefix,
+                        f"gave a continuation token of "
+                        f"{len(token)} characters (at most "
+                        f"{_LIST_TOKEN_MAX} are followed)",
+                    )
                 if hash(token) in seen:
-                    raise self._listing_error(prefix, "gave a continuation token it gave "
-                                              "before: it would never end")
+                    raise self._listing_error(
+                        prefix, "gave a continuation token it gave before: it would never end"
+                    )
                 if empty > _LIST_EMPTY_PAGES_MAX:
-                    raise self._listing_error(prefix, f"gave {empty} empty pages in a row "
-                                              "without an end")
+                    raise self._listing_error(
+                        prefix, f"gave {empty} empty pages in a row without an end"
+                    )
                 seen.add(hash(token))
             yield page
             if not page["IsTruncated"]:
@@ -1372,78 +1577,107 @@ class S3Storage(Storage):
                     return int(meta["Metadata"][k])
         return int(meta["ContentLength"])
 
-    def url(self, name: str, extra_params: dict[str, str] | None = None,
-            client_method: str = "get_object", expire: int | None = None) -> str:
+    def url(
+        self,
+        name: str | None,
+        extra_params: dict[str, str] | None = None,
+        client_method: str = "get_object",
+        expire: int | None = None,
+    ) -> str:
         """The URL of `name`: presigned for AWS_S3_MAX_AGE_SECONDS, or for `expire`
         seconds (1 to 604800) when given, as django-storages' url(name, expire=...);
         unsigned URLs (a public URL, AWS_S3_BUCKET_AUTH off) ignore it."""
         if expire is None:
             # one C call for the common case; None: the checks and forms below
-            return self._url_fast(name, extra_params, client_method) or \
-                self._url(name, extra_params, client_method)
-        if isinstance(expire, bool) or not isinstance(expire, int) or \
-                not 1 <= expire <= 604800:
-            raise ValueError(f"expire must be a whole number of seconds from 1 to 604800 "
-                             f"(7 days, S3's longest), not {expire!r}")
+            return self._url_fast(name, extra_params, client_method) or self._url(
+                name, extra_params, client_method
+            )
+        if isinstance(expire, bool) or not isinstance(expire, int) or not 1 <= expire <= 604800:
+            raise ValueError(
+                f"expire must be a whole number of seconds from 1 to 604800 "
+                f"(7 days, S3's longest), not {expire!r}"
+            )
         return self._url(name, extra_params, client_method, expire)
 
-    def _url(self, name: str, extra_params: dict[str, str] | None,
-             client_method: str, expire: int | None = None) -> str:
+    def _url(
+        self,
+        name: str | None,
+        extra_params: dict[str, str] | None,
+        client_method: str,
+        expire: int | None = None,
+    ) -> str:
+        if name is None:
+            raise ValueError("url() needs the name of a file, not None")
         s = self.settings
         if s.AWS_S3_PUBLIC_URL:
             if extra_params or client_method != "get_object":
-                raise ValueError("Use of extra_params or client_method is not allowed with "
-                                 "AWS_S3_PUBLIC_URL")
-            self._object_key(name)   # the same names as the other forms, or none
-            url = urljoin(s.AWS_S3_PUBLIC_URL, filepath_to_uri(name))
+                raise ValueError(
+                    "Use of extra_params or client_method is not allowed with AWS_S3_PUBLIC_URL"
+                )
+            self._object_key(name)  # the same names as the other forms, or none
+            url: str = urljoin(s.AWS_S3_PUBLIC_URL, filepath_to_uri(name))
             if self._cloudfront is None:
                 return url
             return self._cloudfront_sign(url, self._cloudfront_expiry(expire))
         if not s.AWS_S3_BUCKET_AUTH:
             if extra_params or client_method != "get_object":
-                raise ValueError("Use of extra_params or client_method is only allowed with "
-                                 "AWS_S3_BUCKET_AUTH")
+                raise ValueError(
+                    "Use of extra_params or client_method is only allowed with AWS_S3_BUCKET_AUTH"
+                )
             return self._client.url(self._object_key(name))
         method = _CLIENT_METHODS.get(client_method)
         if method is None:
-            raise ValueError(f"client_method {client_method!r} is not supported: use one of "
-                             f"{', '.join(sorted(_CLIENT_METHODS))}")
+            raise ValueError(
+                f"client_method {client_method!r} is not supported: use one of "
+                f"{', '.join(sorted(_CLIENT_METHODS))}"
+            )
         query = None
         if extra_params:
             unknown = sorted(set(extra_params) - set(_EXTRA_PARAMS))
             if unknown:
-                raise ValueError(f"extra_params {', '.join(unknown)} not supported: use "
-                                 f"{', '.join(sorted(_EXTRA_PARAMS))}")
+                raise ValueError(
+                    f"extra_params {', '.join(unknown)} not supported: use "
+                    f"{', '.join(sorted(_EXTRA_PARAMS))}"
+                )
             query = {_EXTRA_PARAMS[k]: str(v) for k, v in extra_params.items()}
             for k, v in extra_params.items():
                 # S3 sends the response-* parameters back as headers of its reply
                 if _CONTROL_CHARS.search(str(v)):
                     raise ValueError(f"extra_params[{k!r}] holds a control character")
         expires = int(s.AWS_S3_MAX_AGE_SECONDS) if expire is None else expire
-        return self._client.presign(method, self._object_key(name), expires=expires,
-                                    query=query)
+        return self._client.presign(method, self._object_key(name), expires=expires, query=query)
 
     def _cloudfront_expiry(self, expire: int | None) -> int:
-        return int(time.time()) + (int(self.settings.AWS_S3_MAX_AGE_SECONDS)
-                                   if expire is None else expire)
+        return int(time.time()) + (
+            int(self.settings.AWS_S3_MAX_AGE_SECONDS) if expire is None else expire
+        )
 
     def _cloudfront_sign(self, url: str, expires_at: int, policy: str | None = None) -> str:
         """url with CloudFront's signature: of the canned policy (Expires=), or of
         `policy` (Policy=)."""
+        assert self._cloudfront is not None
         key_id, key = self._cloudfront
         canned = policy is None
-        if canned:
-            policy = ('{"Statement":[{"Resource":%s,"Condition":{"DateLessThan":'
-                      '{"AWS:EpochTime":%d}}}]}' % (json.dumps(url), expires_at))
-        assert policy is not None
+        if policy is None:  # the canned policy, exactly as CloudFront rebuilds it
+            policy = (
+                f'{{"Statement":[{{"Resource":{json.dumps(url)},"Condition":'
+                f'{{"DateLessThan":{{"AWS:EpochTime":{expires_at}}}}}}}]}}'
+            )
         signature = _cloudfront_b64(key.sign_sha1(policy.encode()))
         query = f"Expires={expires_at}" if canned else f"Policy={_cloudfront_b64(policy.encode())}"
-        return f"{url}{'&' if '?' in url else '?'}{query}&Signature={signature}" \
-               f"&Key-Pair-Id={key_id}"
+        return (
+            f"{url}{'&' if '?' in url else '?'}{query}&Signature={signature}&Key-Pair-Id={key_id}"
+        )
 
-    def cloudfront_url(self, name: str, *, expire: int | None = None,
-                       not_before: datetime | None = None, source_ip: str | None = None,
-                       resource: str | None = None) -> str:
+    def cloudfront_url(
+        self,
+        name: str,
+        *,
+        expire: int | None = None,
+        not_before: datetime | None = None,
+        source_ip: str | None = None,
+        resource: str | None = None,
+    ) -> str:
         """A CloudFront signed URL of `name` with a custom policy: valid for `expire`
         seconds (AWS_S3_MAX_AGE_SECONDS), not before `not_before`, from `source_ip`
         (an address or CIDR range) only, for `resource` (a URL with * wildcards: one
@@ -1451,10 +1685,12 @@ class S3Storage(Storage):
         policy (expiry alone)."""
         s = self.settings
         if self._cloudfront is None:
-            raise ValueError("cloudfront_url() needs AWS_S3_CLOUDFRONT_KEY_ID and "
-                             "AWS_S3_CLOUDFRONT_KEY")
-        if expire is not None and (isinstance(expire, bool) or not isinstance(expire, int)
-                                   or expire < 1):
+            raise ValueError(
+                "cloudfront_url() needs AWS_S3_CLOUDFRONT_KEY_ID and AWS_S3_CLOUDFRONT_KEY"
+            )
+        if expire is not None and (
+            isinstance(expire, bool) or not isinstance(expire, int) or expire < 1
+        ):
             raise ValueError(f"expire must be a whole number of seconds above 0, not {expire!r}")
         self._object_key(name)
         url = urljoin(s.AWS_S3_PUBLIC_URL, filepath_to_uri(name))
@@ -1468,14 +1704,18 @@ class S3Storage(Storage):
             try:
                 network = ipaddress.ip_network(source_ip, strict=False)
             except (TypeError, ValueError):
-                raise ValueError(f"source_ip must be an IP address or a CIDR range, not "
-                                 f"{source_ip!r}") from None
+                raise ValueError(
+                    f"source_ip must be an IP address or a CIDR range, not {source_ip!r}"
+                ) from None
             condition["IpAddress"] = {"AWS:SourceIp": str(network)}
-        if resource is not None and (not isinstance(resource, str) or not resource.isprintable()
-                                     or len(resource) > 4096):
+        if resource is not None and (
+            not isinstance(resource, str) or not resource.isprintable() or len(resource) > 4096
+        ):
             raise ValueError("resource must be a printable URL (with * wildcards)")
-        policy = json.dumps({"Statement": [{"Resource": resource or url,
-                                            "Condition": condition}]}, separators=(",", ":"))
+        policy = json.dumps(
+            {"Statement": [{"Resource": resource or url, "Condition": condition}]},
+            separators=(",", ":"),
+        )
         return self._cloudfront_sign(url, expires_at, policy)
 
     # ---- times -------------------------------------------------------------------
@@ -1488,7 +1728,8 @@ class S3Storage(Storage):
             if entry is None or key in run.deleted:
                 raise FileNotFoundError(f"{name!r} is not in the bucket")
             return datetime.fromtimestamp(entry[2], dt_timezone.utc)
-        return self.meta(name)["LastModified"]
+        modified: datetime = self.meta(name)["LastModified"]
+        return modified
 
     def modified_time(self, name: str) -> datetime:
         """Naive UTC, as django-s3-storage always returned."""
@@ -1516,7 +1757,8 @@ class S3Storage(Storage):
         cut = len(name) - max_length
         if cut >= len(root):
             raise SuspiciousFileOperation(
-                f"Storage cannot fit {name!r} in {max_length} characters; use a shorter name.")
+                f"Storage cannot fit {name!r} in {max_length} characters; use a shorter name."
+            )
         return posixpath.join(dir_name, root[:-cut] + ext)
 
     def copy(self, src: str, dst: str) -> str:
@@ -1535,14 +1777,20 @@ class S3Storage(Storage):
     def sync_meta_names(self, prefix: str = "") -> Iterator[str]:
         """The names sync_meta_iter() rewrites, in listing order: every object's, or
         those that start with `prefix` (a plain string prefix, as S3 matches it)."""
-        if not isinstance(prefix, str) or len(prefix) > 1024 or not prefix.isprintable() \
-                or prefix.startswith("/"):
-            raise ValueError(f"prefix must be a printable name prefix of at most 1,024 "
-                             f"characters, not starting with '/': not {prefix!r}")
+        if (
+            not isinstance(prefix, str)
+            or len(prefix) > 1024
+            or not prefix.isprintable()
+            or prefix.startswith("/")
+        ):
+            raise ValueError(
+                f"prefix must be a printable name prefix of at most 1,024 "
+                f"characters, not starting with '/': not {prefix!r}"
+            )
         base = self._prefix + "/" if self._prefix else ""
         for page in self._iter_pages(base + prefix or None, None):
             for entry in page["Contents"]:
-                name = entry[0][len(base):]
+                name = entry[0][len(base) :]
                 if name:
                     yield name
 
@@ -1565,13 +1813,18 @@ class S3Storage(Storage):
                     break
         params.setdefault("content_type", obj.get("ContentType") or self._content_type(name))
         if "x-amz-tagging" in params.get("headers", {}):
-            params["headers"]["x-amz-tagging-directive"] = "REPLACE"   # else the old tags
+            params["headers"]["x-amz-tagging-directive"] = "REPLACE"  # else the old tags
         self._client.copy_object(key, key, metadata_directive="REPLACE", **params)
         return True
 
-    def sync_meta_iter(self, prefix: str = "", *, names: Iterable[str] | None = None,
-                       dry_run: bool = False,
-                       errors: list[tuple[str, BaseException]] | None = None) -> Iterator[str]:
+    def sync_meta_iter(
+        self,
+        prefix: str = "",
+        *,
+        names: Iterable[str] | None = None,
+        dry_run: bool = False,
+        errors: list[tuple[str, BaseException]] | None = None,
+    ) -> Iterator[str]:
         """Rewrites the headers, ACL, storage class, encryption and metadata of every
         object (or of `names`, or of those under `prefix`) from the current settings:
         a HEAD and a CopyObject each, AWS_S3_MAX_POOL_CONNECTIONS objects at a time
@@ -1615,19 +1868,24 @@ class StaticS3Storage(S3Storage):
 
     # collectstatic uploads that many files at a time (Collectfasta: 20 threads);
     # connections are opened when needed, so url() alone opens none
-    default_s3_settings = {**S3Storage.default_s3_settings, "AWS_S3_BUCKET_AUTH": False,
-                           "AWS_S3_MAX_POOL_CONNECTIONS": 32}
+    default_s3_settings = {
+        **S3Storage.default_s3_settings,
+        "AWS_S3_BUCKET_AUTH": False,
+        "AWS_S3_MAX_POOL_CONNECTIONS": 32,
+    }
     s3_settings_suffix = "_STATIC"
 
 
-class ManifestStaticS3Storage(ManifestFilesMixin, StaticS3Storage):
+class ManifestStaticS3Storage(ManifestFilesMixin, StaticS3Storage):  # type: ignore[misc]
     """Static storage with hashed names and a staticfiles.json manifest. Hashed
     files never change, so they are cached for AWS_S3_MAX_AGE_SECONDS_CACHED_STATIC
     (and the manifest, which collectstatic saves with them, as 0.15 does); the
     un-hashed copies keep AWS_S3_MAX_AGE_SECONDS_STATIC."""
 
-    default_s3_settings = {**StaticS3Storage.default_s3_settings,
-                           "AWS_S3_MAX_AGE_SECONDS_CACHED": 60 * 60 * 24 * 365}
+    default_s3_settings = {
+        **StaticS3Storage.default_s3_settings,
+        "AWS_S3_MAX_AGE_SECONDS_CACHED": 60 * 60 * 24 * 365,
+    }
     _hashing = False
     _known_hashed: frozenset[str] = frozenset()
 
@@ -1635,8 +1893,7 @@ class ManifestStaticS3Storage(ManifestFilesMixin, StaticS3Storage):
         # Django's mixins would hold the keyword arguments (secrets too) in plain
         # dicts that a traceback shows: the S3 ones go around them, masked.
         kwargs = _MaskedKwargs(kwargs)
-        own = {k: kwargs.pop(k) for k in ("manifest_location", "manifest_storage")
-               if k in kwargs}
+        own = {k: kwargs.pop(k) for k in ("manifest_location", "manifest_storage") if k in kwargs}
         self._s3_kwargs = kwargs
         super().__init__(**own)
 

@@ -2,6 +2,7 @@
 
 Rewrites the headers of every file in each storage from the current settings.
 STORAGE: a STORAGES alias (default, staticfiles) or a dotted path to a storage."""
+
 from __future__ import annotations
 
 import time
@@ -10,8 +11,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.module_loading import import_string
 
-BAR = 30           # characters of the progress bar
-REDRAW = 0.1       # seconds between two redraws of it
+BAR = 30  # characters of the progress bar
+REDRAW = 0.1  # seconds between two redraws of it
 
 
 def printable(name: str) -> str:
@@ -20,25 +21,37 @@ def printable(name: str) -> str:
 
 
 class Command(BaseCommand):
-    help = ("Rewrites the headers (cache control, content type, ACL, storage class, "
-            "encryption, metadata) of every file in S3 storages from the current settings.")
+    help = (
+        "Rewrites the headers (cache control, content type, ACL, storage class, "
+        "encryption, metadata) of every file in S3 storages from the current settings."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("storage_path", metavar="storage", nargs="*",
-                            help="A STORAGES alias (default, staticfiles) or the dotted path "
-                                 "to a storage, e.g. django.core.files.storage.default_storage")
-        parser.add_argument("--prefix", default="",
-                            help="Only the files whose names start with this.")
-        parser.add_argument("--dry-run", action="store_true",
-                            help="List the files that would be rewritten; change nothing.")
+        parser.add_argument(
+            "storage_path",
+            metavar="storage",
+            nargs="*",
+            help="A STORAGES alias (default, staticfiles) or the dotted path "
+            "to a storage, e.g. django.core.files.storage.default_storage",
+        )
+        parser.add_argument(
+            "--prefix", default="", help="Only the files whose names start with this."
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="List the files that would be rewritten; change nothing.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         paths: list[str] = options["storage_path"]
         if not paths:
-            raise CommandError("Name at least one storage: a STORAGES alias (default, "
-                               "staticfiles) or a dotted path such as "
-                               "django.core.files.storage.default_storage.")
-        targets = [(path, self.storage(path)) for path in paths]   # all, before any work
+            raise CommandError(
+                "Name at least one storage: a STORAGES alias (default, "
+                "staticfiles) or a dotted path such as "
+                "django.core.files.storage.default_storage."
+            )
+        targets = [(path, self.storage(path)) for path in paths]  # all, before any work
         verbosity = int(options.get("verbosity", 1))
         dry_run: bool = options["dry_run"]
         errors: list[tuple[str, BaseException]] = []
@@ -50,8 +63,11 @@ class Command(BaseCommand):
             except ValueError as e:
                 raise CommandError(f"--prefix: {e}") from None
             before, here = len(errors), 0
-            progress = Progress(self, path, len(names)) \
-                if verbosity >= 1 and self.stdout.isatty() else None
+            progress = (
+                Progress(self, path, len(names))
+                if verbosity >= 1 and self.stdout.isatty()
+                else None
+            )
             for name in storage.sync_meta_iter(names=names, dry_run=dry_run, errors=errors):
                 here += 1
                 if progress is not None:
@@ -64,14 +80,18 @@ class Command(BaseCommand):
         seconds = time.monotonic() - started
         if verbosity >= 1:
             verb = "would be rewritten" if dry_run else "rewritten"
-            self.stdout.write(f"{done} file{'s' * (done != 1)} {verb} in {len(targets)} "
-                              f"storage{'s' * (len(targets) != 1)} in {seconds:.1f} s"
-                              f"{f', {len(errors)} failed' if errors else ''}.")
+            self.stdout.write(
+                f"{done} file{'s' * (done != 1)} {verb} in {len(targets)} "
+                f"storage{'s' * (len(targets) != 1)} in {seconds:.1f} s"
+                f"{f', {len(errors)} failed' if errors else ''}."
+            )
         if errors:
             for name, error in errors:
                 self.stderr.write(f"{printable(name)}: {type(error).__name__}: {error}")
-            raise CommandError(f"{len(errors)} file{'s' * (len(errors) != 1)} could not be "
-                               "rewritten (listed above).")
+            raise CommandError(
+                f"{len(errors)} file{'s' * (len(errors) != 1)} could not be "
+                "rewritten (listed above)."
+            )
 
     def storage(self, path: str) -> Any:
         from django.core.files.storage import storages
@@ -79,7 +99,7 @@ class Command(BaseCommand):
         if "." not in path:
             try:
                 storage = storages[path]
-            except Exception as e:   # InvalidStorageError, or the backend's own error
+            except Exception as e:  # InvalidStorageError, or the backend's own error
                 raise CommandError(f"No storage {path!r} in STORAGES: {e}") from None
         else:
             try:
@@ -108,7 +128,10 @@ class Progress:
         count = rewritten + failed
         filled = BAR * count // self.total if self.total else BAR
         rate = count / max(now - self.started, 1e-3)
-        self.out.write(f"\r{self.label} [{'#' * filled}{'.' * (BAR - filled)}] "
-                       f"{count}/{self.total} {rate:.0f} files/s"
-                       f"{f', {failed} failed' if failed else ''}", ending="\n" if final else "")
+        self.out.write(
+            f"\r{self.label} [{'#' * filled}{'.' * (BAR - filled)}] "
+            f"{count}/{self.total} {rate:.0f} files/s"
+            f"{f', {failed} failed' if failed else ''}",
+            ending="\n" if final else "",
+        )
         self.out.flush()
