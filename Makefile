@@ -1,7 +1,8 @@
 # Set-up and checks. Every target makes what it needs: the Debian -dev packages
 # (installed with apt-get when missing), the virtual environment .venv, the build.
 #
-#   make demo    a short demo against a local S3 server started for it
+#   make demo    the demo site (example/) on a local S3 server started for it:
+#                http://127.0.0.1:8000/ and its admin (demo / demo), until Ctrl-C
 #   make test    the whole test suite
 #
 #   make bench   the small-operation and collectstatic benchmarks against the peers on
@@ -18,7 +19,8 @@
 #   make fuzz     each libFuzzer target of fuzz/ for FUZZ_SECONDS (60) seconds
 #   make fuzz-ci  all of them in about a minute
 #
-# Other targets: build, check (one quick pass in .venv), sanitize (ASan and UBSan over
+# Other targets: build, check (one quick pass in .venv), lint (ruff, mypy --strict,
+# stubtest), sanitize (ASan and UBSan over
 # the suite), valgrind (memcheck over the C-level tests), clean.
 
 PYTHON ?= python3
@@ -33,7 +35,7 @@ STAMP  := $(VENV)/.installed
 DEPS   := $(CURDIR)/build/deps
 export S3_DEPS := $(DEPS)
 
-.PHONY: demo test check build deps sanitize valgrind clean bench bench-large soak fuzz fuzz-ci fuzz-build \
+.PHONY: lint demo test check build deps sanitize valgrind clean bench bench-large soak fuzz fuzz-ci fuzz-build \
 	fault-table
 
 deps:
@@ -62,10 +64,19 @@ build: deps
 	@$(MAKE) --no-print-directory $(STAMP)
 
 demo: build
-	$(PY) example/demo.py
+	$(PY) example/run.py
 
 check: build
 	$(PY) -m pytest -q
+
+# ruff (check and format) and mypy --strict on the package, and mypy's stubtest of the
+# extension's _s3.pyi against the built module (pyproject.toml holds their settings)
+lint: build
+	$(PY) -m pip install -q -e '.[test,lint]'
+	$(PY) -m ruff check
+	$(PY) -m ruff format --check
+	$(PY) -m mypy
+	$(PY) -m mypy.stubtest django_s3_storage._s3
 
 test: build
 	bash scripts/test-all
