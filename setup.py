@@ -66,7 +66,8 @@ extra_link = ["-pthread"]
 if os.environ.get("S3_DEBUG"):
     extra_compile += ["-O0", "-g3"]
 if os.environ.get("S3_COVERAGE"):
-    extra_compile += ["--coverage", "-O1"]   # gcov's line counts (scripts/test-all)
+    # gcov's line counts (scripts/test-all); atomic: the transfer threads count too
+    extra_compile += ["--coverage", "-O1", "-fprofile-update=atomic"]
     extra_link += ["--coverage"]
 if os.environ.get("S3_SANITIZE"):
     extra_compile += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]

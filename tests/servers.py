@@ -33,7 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Callable, Iterator, Self
+from typing import TYPE_CHECKING, Callable, Iterator
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self: Python 3.11+
 
 
 def free_port() -> int:

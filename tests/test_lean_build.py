@@ -81,7 +81,8 @@ def test_the_suite_tests_the_package_it_was_asked_to() -> None:
                             check=True, timeout=60).stdout
     if wheel:
         assert "-manylinux_" in wheel
-        assert not package.is_relative_to(ROOT), package
+        # (the virtual environment may lie inside the checkout: .venv-django42)
+        assert package != ROOT / "django_s3_storage", package
         assert package.parent.name == "site-packages", package
         # auditwheel's copy of OpenSSL, beside the package
         assert "libssl-" in needed and (package.parent / "django_s3_storage.libs").is_dir()
