@@ -428,6 +428,7 @@ client_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     if (self == NULL)
         return NULL;
     self->st = (s3_state *)PyType_GetModuleState(type);
+    req_log_init(&self->log);
     if (self->st == NULL) {
         Py_DECREF(self);
         return NULL;
@@ -448,6 +449,7 @@ client_dealloc(PyObject *self_)
         pthread_mutex_destroy(&self->where_lock);
     }
     client_free_strings(self);
+    req_log_destroy(&self->log);
     tp->tp_free(self_);
     Py_DECREF(tp);
 }
@@ -549,6 +551,7 @@ client_check_fork(Client *c)
         pthread_mutex_init(&c->key_lock, NULL);
         cred_after_fork(&c->cred);
         pthread_mutex_init(&c->where_lock, NULL);
+        req_log_after_fork(&c->log);
         return 0;
     case -1:
         PyErr_SetString(PyExc_MemoryError, "cannot renew the connection pool after fork()");
@@ -1311,6 +1314,25 @@ client_storage_url(PyObject *self_, PyObject *const *args, Py_ssize_t nargs)
     return sign_url(self, "GET", url, len, self->url_expires, NULL, region);
 }
 
+/* set_log(fn or None): each attempt of each request goes to fn(method, key,
+ * status, attempt, again, ms, bytes, code, dropped) with the GIL */
+static PyObject *
+client_set_log(PyObject *self_, PyObject *fn)
+{
+    Client *self = (Client *)self_;
+
+    if (req_log_set(&self->log, fn) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+client_get_log_enabled(PyObject *self_, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(((Client *)self_)->log.on);
+}
+
 static PyObject *
 client_get_connections(PyObject *self_, void *closure)
 {
@@ -1434,6 +1456,9 @@ static PyMethodDef client_methods[] = {
      "the names after the prefix (a common prefix without its trailing '/'s, the prefix's own "
      "key left out), nothing else built; a key outside the prefix is an InvalidReply."},
     {"url", client_url, METH_O, "url(key) -> the object's plain, unsigned URL"},
+    {"set_log", client_set_log, METH_O,
+     "set_log(fn or None): fn(method, key, status, attempt, again, ms, bytes, code, dropped) "
+     "for each attempt of each request, called with the GIL after the operation"},
     {"url_setup", client_url_setup, METH_VARARGS,
      "url_setup(mode, prefix, public_base, expires): the form storage_url() builds"},
     {"storage_url", (PyCFunction)(void (*)(void))client_storage_url, METH_FASTCALL,
@@ -1448,6 +1473,7 @@ static PyMethodDef client_methods[] = {
 };
 
 static PyGetSetDef client_getset[] = {
+    {"log_enabled", client_get_log_enabled, NULL, "whether set_log() gave a function", NULL},
     {"connections_opened", client_get_connections, NULL,
      "TCP connections this client has opened so far", NULL},
     {"bucket", client_get_str, NULL, NULL, "bucket"},

@@ -15,6 +15,7 @@
 #include <pthread.h>
 
 #include "credentials.h"
+#include "log.h"
 #include "transfer.h"
 
 typedef struct {
@@ -39,6 +40,7 @@ typedef struct {
     int max_attempts;
     xfer_opts opts;
     xfer_pool pool;
+    req_log log;            /* the request log (set_log); its own lock */
     pthread_mutex_t key_lock;   /* guards the signing-key cache of every cred_set */
     cred_cache cred;            /* where the keys come from; anonymous: unsigned */
     /* the storage's url(), set by url_setup(): which form, the escaped key prefix

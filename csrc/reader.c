@@ -658,6 +658,7 @@ reader_fill(Reader *r, size_t want)
         if (!need_get || reader_start(r) == 0)
             reader_drive(r, want);
         Py_END_ALLOW_THREADS
+        req_log_flush(&r->client->log);
     }
 }
 

@@ -590,6 +590,8 @@ fail:
 int
 call_attempt_begin(s3_call *k)
 {
+    if (k->client->log.on)
+        k->t0 = xfer_now();
     k->have_reply = 0;
     k->transport_failed = 0;
     k->req.method = k->method;
@@ -608,9 +610,42 @@ call_attempt_begin(s3_call *k)
     return 0;
 }
 
-/* How the attempt that just ended goes on. */
+static int attempt_next(s3_call *k, int rc, int *attempt, double *delay);
+static void call_log_code(const s3_call *k, char *out, size_t size);
+
+/* How the attempt that just ended goes on; the request log records it. */
 int
 call_attempt_end(s3_call *k, int rc, int *attempt, double *delay)
+{
+    int was = *attempt, next = attempt_next(k, rc, attempt, delay);
+    req_log_entry e;
+
+    if (!k->client->log.on)
+        return next;
+    memset(&e, 0, sizeof(e));
+    snprintf(e.method, sizeof(e.method), "%s", k->method);
+    e.key = k->key ? strdup(k->key) : NULL;
+    e.status = rc < 0 ? 0 : k->req.status;
+    e.attempt = was;
+    e.again = next != CALL_DONE;
+    e.ms = (xfer_now() - k->t0) * 1000.0;
+    /* the body sent, or received: in memory or spooled (a Reader's: as counted) */
+    if (k->has_body)
+        e.bytes = k->body_len;
+    else if (k->out_total > 0 || k->req.body_out.len > 0)
+        e.bytes = k->out_total > 0 ? k->out_total : k->req.body_out.len;
+    else if (k->req.moved > 0)
+        e.bytes = (unsigned long long)k->req.moved;
+    if (rc < 0)
+        snprintf(e.code, sizeof(e.code), "curl %d", (int)k->req.curl_rc);
+    else
+        call_log_code(k, e.code, sizeof(e.code));
+    req_log_add(&k->client->log, &e);
+    return next;
+}
+
+static int
+attempt_next(s3_call *k, int rc, int *attempt, double *delay)
 {
     Client *c = k->client;
     char hint[64];
@@ -773,6 +808,51 @@ call_text_leaks(const char *text, const char *const *secrets, size_t n)
     return 0;
 }
 
+/* The secrets of a call that a server's text must not repeat: the secret key,
+ * the session token, the signature, and what AWS_S3_PROXY holds. No GIL needed. */
+typedef struct {
+    buf_t praw, pplain, pbasic;
+    const char *list[6];
+} call_secrets;
+
+static int
+call_secrets_get(const s3_call *k, call_secrets *s)
+{
+    memset(s, 0, sizeof(*s));
+    if (proxy_secrets(k->client, &s->praw, &s->pplain, &s->pbasic) < 0)
+        return -1;
+    s->list[0] = k->creds ? k->creds->secret_key : NULL;
+    s->list[1] = k->creds ? k->creds->session_token : NULL;
+    s->list[2] = k->signature;
+    s->list[3] = s->praw.data;
+    s->list[4] = s->pplain.data;
+    s->list[5] = s->pbasic.data;
+    return 0;
+}
+
+static void
+call_secrets_free(call_secrets *s)
+{
+    buf_free_secure(&s->praw);
+    buf_free_secure(&s->pplain);
+    buf_free_secure(&s->pbasic);
+}
+
+/* The reply's error code for the request log: "" when there is none, or when it
+ * repeats a secret of the request (as call_raise() keeps it out of messages). */
+static void
+call_log_code(const s3_call *k, char *out, size_t size)
+{
+    call_secrets s;
+
+    out[0] = '\0';
+    if (!k->have_reply || !k->reply.code[0])
+        return;
+    if (call_secrets_get(k, &s) == 0 && !call_text_leaks(k->reply.code, s.list, 6))
+        snprintf(out, size, "%s", k->reply.code);
+    call_secrets_free(&s);
+}
+
 /* With the GIL: turns a failed call into the exception it deserves. */
 PyObject *
 call_raise(s3_call *k)
@@ -783,8 +863,9 @@ call_raise(s3_call *k)
     const char *code, *msg;
     size_t len = 0;
     const char *h;
-    buf_t m = BUF_INIT, praw = BUF_INIT, pplain = BUF_INIT, pbasic = BUF_INIT;
-    const char *secrets[6];
+    buf_t m = BUF_INIT;
+    call_secrets sec;
+    const char **secrets = sec.list;
     const char *rid = reqid;
     PyObject *res;
 
@@ -817,16 +898,10 @@ call_raise(s3_call *k)
         memcpy(reqid, h, len);
         reqid[len] = '\0';
     }
-    if (proxy_secrets(c, &praw, &pplain, &pbasic) < 0) {
+    if (call_secrets_get(k, &sec) < 0) {
         res = PyErr_NoMemory();
         goto done;
     }
-    secrets[0] = k->creds ? k->creds->secret_key : NULL;
-    secrets[1] = k->creds ? k->creds->session_token : NULL;
-    secrets[2] = k->signature;
-    secrets[3] = praw.data;
-    secrets[4] = pplain.data;
-    secrets[5] = pbasic.data;
     if (call_text_leaks(reqid, secrets, 6))
         reqid[0] = '\0';
     if (k->have_reply && k->reply.code[0]) {
@@ -841,9 +916,7 @@ call_raise(s3_call *k)
     }
     res = s3_raise(st, (int)k->req.status, code, msg, rid, c->bucket, k->key);
 done:
-    buf_free_secure(&praw);
-    buf_free_secure(&pplain);
-    buf_free_secure(&pbasic);
+    call_secrets_free(&sec);
     return res;
 }
 
@@ -874,6 +947,7 @@ call_perform(s3_call *k)
         Py_BEGIN_ALLOW_THREADS
         call_run(k);
         Py_END_ALLOW_THREADS
+        req_log_flush(&k->client->log);
         if (!k->creds_refused)
             break;
     }
@@ -1091,6 +1165,12 @@ add_extra_headers(s3_call *k, PyObject *headers)
         if ((n = PyUnicode_AsUTF8AndSize(name, &nl)) == NULL ||
             (v = PyUnicode_AsUTF8AndSize(value, &vl)) == NULL)
             return -1;
+        for (Py_ssize_t i = 0; i < vl; i++)
+            if ((unsigned char)v[i] > 0x7e) {
+                PyErr_Format(PyExc_ValueError, "headers: the value of %R is not US-ASCII",
+                             name);
+                return -1;
+            }
         if (!header_name_ok(n, nl)) {
             PyErr_Format(PyExc_ValueError, "headers: %R is not a header name this call may "
                          "set (letters, digits and '-'; not one the request or another "

@@ -69,6 +69,7 @@ typedef struct {
     int sent_before;                 /* an earlier attempt, ours or libcurl's, handed
                                       * the server the body: it may have been stored */
     struct curl_slist *attempt_headers;  /* the signed headers of the attempt in flight */
+    double t0;                       /* when the attempt began (the request log's) */
     char signature[65];              /* the last attempt's, kept out of error texts */
     char payload_hash[65];
 } s3_call;

@@ -273,6 +273,12 @@ now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+double
+xfer_now(void)
+{
+    return now_s();
+}
+
 /* The read timeout: a transfer fails when no byte moved either way (headers,
  * body up or down) for read_timeout_s. libcurl's own low-speed check averages
  * over its last 5 s, so after an upload it would fire about 5 s late. A

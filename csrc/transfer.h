@@ -138,6 +138,8 @@ int xfer_throttled(const xfer_request *r, int transport_failed, const char *s3_c
  * for throttling and 50 ms otherwise, jitter in [0, 1); raised towards
  * retry_after (seconds, < 0: none) by at most 5 s. Pure: for the tests too. */
 double xfer_backoff_delay(int retry, int throttled, double jitter, double retry_after);
+/* Monotonic seconds. */
+double xfer_now(void);
 /* The wait before attempt `attempt` + 1, as xfer_backoff_delay() says for this
  * reply (its x-amz-retry-after header included) and a random jitter. */
 double xfer_backoff_seconds(const xfer_request *r, int attempt, int transport_failed,

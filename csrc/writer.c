@@ -200,6 +200,7 @@ writer_feed(Writer *w, const char *p, size_t n)
         Py_BEGIN_ALLOW_THREADS
         took = mpu_feed(&w->m, p, n);
         Py_END_ALLOW_THREADS
+        req_log_flush(&w->m.client->log);
         p += took;
         n -= took;
         if (w->m.failed) {
@@ -338,6 +339,7 @@ writer_close(PyObject *self_, PyObject *unused)
         Py_BEGIN_ALLOW_THREADS
         rc = mpu_finish(&w->m);
         Py_END_ALLOW_THREADS
+        req_log_flush(&w->m.client->log);
         if (rc < 0) {
             mpu_raise(&w->m);
             writer_fail(w);

@@ -1,5 +1,6 @@
 """Types of the C extension django_s3_storage._s3."""
 
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, BinaryIO, TypedDict
 
@@ -43,6 +44,9 @@ class Client:
     addressing_style: str
     user_agent: str
     connections_opened: int
+    @property
+    def log_enabled(self) -> bool: ...
+    def set_log(self, fn: Callable[..., object] | None, /) -> None: ...
     def __init__(
         self,
         bucket: str,

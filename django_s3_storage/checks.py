@@ -43,11 +43,23 @@ def _where(alias: str, options: dict[str, Any], setting: str, suffix: str) -> st
     return setting + suffix
 
 
+def _settings_of(backend: type[S3Storage], options: dict[str, Any]) -> S3Storage:
+    """The storage's settings as it would take them, and nothing else: no request.
+    A Manifest storage is made without ManifestFilesMixin.__init__, which would GET
+    its manifest from the bucket (checks run on every migrate and runserver)."""
+    from django_s3_storage.storage import S3Storage
+
+    storage = backend.__new__(backend)
+    own = {k: v for k, v in options.items() if k not in ("manifest_location", "manifest_storage")}
+    S3Storage.__init__(storage, **own)
+    return storage
+
+
 def _configured() -> Iterator[tuple[str, Any, dict[str, Any], str]]:
     """(alias, storage, OPTIONS, settings suffix) of each S3 storage that can be made."""
     for alias, backend, options in _s3_storages():
         try:
-            storage = backend(**options)
+            storage = _settings_of(backend, options)
         except ImproperlyConfigured:
             continue  # check_storages_can_be_made reports it
         yield alias, storage, options, backend.s3_settings_suffix
@@ -60,7 +72,7 @@ def check_storages_can_be_made(app_configs: Any = None, **kwargs: Any) -> list[E
     errors = []
     for alias, backend, options in _s3_storages():
         try:
-            backend(**options)
+            _settings_of(backend, options)
         except ImproperlyConfigured as e:
             missing = "AWS_S3_BUCKET_NAME" in str(e) and "is required" in str(e)
             errors.append(

@@ -14,6 +14,7 @@ import hashlib
 import ipaddress
 import itertools
 import json
+import logging
 import mimetypes
 import os
 import posixpath
@@ -88,14 +89,12 @@ _OBJECT_PARAMETERS = {
     "ObjectLockMode": "header:x-amz-object-lock-mode",
     "ObjectLockRetainUntilDate": "header:x-amz-object-lock-retain-until-date",
     "ObjectLockLegalHoldStatus": "header:x-amz-object-lock-legal-hold",
-    "ExpectedBucketOwner": "header:x-amz-expected-bucket-owner",
     "GrantRead": "header:x-amz-grant-read",
     "GrantReadACP": "header:x-amz-grant-read-acp",
     "GrantWriteACP": "header:x-amz-grant-write-acp",
     "GrantFullControl": "header:x-amz-grant-full-control",
     "SSEKMSEncryptionContext": "header:x-amz-server-side-encryption-context",
     "BucketKeyEnabled": "header:x-amz-server-side-encryption-bucket-key-enabled",
-    "RequestPayer": "header:x-amz-request-payer",
 }
 _OBJECT_PARAMETERS_REFUSED = {
     "ContentEncoding": "the storage sets it (AWS_S3_GZIP)",
@@ -103,6 +102,10 @@ _OBJECT_PARAMETERS_REFUSED = {
     "SSECustomerKey": "SSE-C is not supported",
     "SSECustomerKeyMD5": "SSE-C is not supported",
     "ChecksumAlgorithm": "every upload carries Content-MD5 already",
+    "RequestPayer": "it would have to go on every request (parts, reads, listings), "
+    "not only on uploads",
+    "ExpectedBucketOwner": "it would have to go on every request (parts, reads, listings), "
+    "not only on uploads",
 }
 
 
@@ -129,6 +132,15 @@ def _object_parameters(params: Any, where: str) -> tuple[dict[str, Any], dict[st
                 isinstance(k, str) and isinstance(v, str) for k, v in value.items()
             ):
                 raise ValueError(f"{where}['Metadata'] must be a dict of str to str")
+            for name, text in value.items():
+                if not _METADATA_NAME.match(name):
+                    raise ValueError(
+                        f"{where}['Metadata'] name {name!r} is not a valid "
+                        "metadata name (letters, digits, '-', '_' and '.')"
+                    )
+                problem = _header_problem(text)
+                if problem:
+                    raise ValueError(f"{where}['Metadata'][{name!r}] {problem}")
         elif key == "Tagging" and isinstance(value, dict):
             value = urlencode(value, quote_via=quote)
         elif key in ("Expires", "ObjectLockRetainUntilDate") and isinstance(value, datetime):
@@ -238,6 +250,61 @@ _SECRET_NAMES = re.compile("SECRET|TOKEN|PASS|SIGNATURE|PROXY|CLOUDFRONT_KEY$", 
 _MASK = "********************"
 
 
+_LOG = logging.getLogger("django_s3_storage")
+
+
+def _log_request(
+    method: str,
+    key: str | None,
+    status: int,
+    attempt: int,
+    again: bool,
+    ms: float,
+    nbytes: int,
+    code: str | None,
+    dropped: int,
+) -> None:
+    """The C client's record of one attempt of one request (Client.set_log): DEBUG
+    for each, INFO for one that is tried again. No URL, query or header: no
+    signature or credential can reach a log line."""
+    if dropped:
+        _LOG.info("%d request records were dropped (more than 256 between two flushes)", dropped)
+    outcome = f"{status}" if status else "no reply"
+    if code:
+        outcome += f" {code}"
+    target = key if key is not None else "(bucket)"
+    extra = {
+        "s3_method": method,
+        "s3_key": key,
+        "s3_status": status,
+        "s3_attempt": attempt,
+        "s3_ms": ms,
+        "s3_bytes": nbytes,
+        "s3_code": code,
+    }
+    if again:
+        _LOG.info(
+            "%s %s: %s after %.1f ms (attempt %d); trying again",
+            method,
+            target,
+            outcome,
+            ms,
+            attempt,
+            extra=extra,
+        )
+    else:
+        _LOG.debug(
+            "%s %s %s %d bytes %.1f ms attempt %d",
+            method,
+            target,
+            outcome,
+            nbytes,
+            ms,
+            attempt,
+            extra=extra,
+        )
+
+
 def _cloudfront_b64(data: bytes) -> str:
     """CloudFront's URL-safe base64: + = / become - _ ~."""
     return base64.b64encode(data).decode("ascii").translate(_CLOUDFRONT_B64)
@@ -306,6 +373,9 @@ def _network_options(s: SimpleNamespace, suffix: str) -> dict[str, Any]:
     options: dict[str, Any] = {"read_timeout": read_timeout, "max_attempts": max_attempts}
 
     verify = s.AWS_S3_VERIFY
+    # the system's CA bundle, whatever AWS_S3_VERIFY says: STS at AWS and an https
+    # container endpoint are always verified, and the extension's libcurl has none
+    options["system_ca_bundle"] = find_ca_bundle()
     if verify is None or verify is True:
         # botocore's variable: a CA bundle for every AWS client of the process
         bundle = os.environ.get("AWS_CA_BUNDLE", "")
@@ -315,8 +385,6 @@ def _network_options(s: SimpleNamespace, suffix: str) -> dict[str, Any]:
                 "PEM CA bundle, or unset it."
             )
         options["ca_bundle"] = bundle or None
-        # for every other TLS peer too (STS, a proxy): the extension's libcurl has none
-        options["system_ca_bundle"] = find_ca_bundle()
         endpoint = s.AWS_S3_ENDPOINT_URL or "https:"
         if not (bundle or options["system_ca_bundle"]) and str(endpoint).lower().startswith(
             "https:"
@@ -417,6 +485,11 @@ class _Secret(str):
 
 def _secret(value: Any) -> Any:
     return _Secret(value) if isinstance(value, str) and value else value
+
+
+def _secret_text(value: Any) -> Any:
+    """_secret() of a str, or of bytes taken as Latin-1 text (a PEM key given as bytes)."""
+    return _secret(value.decode("latin-1") if isinstance(value, bytes) else value)
 
 
 class _MaskedKwargs(dict):  # type: ignore[type-arg]
@@ -652,8 +725,7 @@ class S3Storage(Storage):
                     key.lower(), getattr(settings, key + self.s3_settings_suffix, default)
                 ),
             )
-        key = s.AWS_S3_CLOUDFRONT_KEY
-        s.AWS_S3_CLOUDFRONT_KEY = _secret(key.decode("latin-1") if isinstance(key, bytes) else key)
+        s.AWS_S3_CLOUDFRONT_KEY = _secret_text(s.AWS_S3_CLOUDFRONT_KEY)  # no raw local
         suffix = self.s3_settings_suffix
         if not s.AWS_S3_BUCKET_NAME:
             raise ImproperlyConfigured(
@@ -711,6 +783,10 @@ class S3Storage(Storage):
         if self._prefix == ".":
             self._prefix = ""
         self._cloudfront = self._cloudfront_signer(s)
+        # the request log: only when the logger would show something (else the C
+        # client records nothing); its level is read here, when the storage is set up
+        if _LOG.isEnabledFor(logging.INFO):
+            self._client.set_log(_log_request)
         self.settings = s
         self._url_setup(s)
 
@@ -738,23 +814,25 @@ class S3Storage(Storage):
                 f"AWS_S3_CLOUDFRONT_KEY_ID{sfx} must be the ID of the "
                 f"key (letters and digits), not {key_id!r}."
             )
-        pem = key.encode("ascii", "replace") if isinstance(key, str) else key
-        if not isinstance(pem, bytes):
+        # every local holding the key is a _Secret (masked in tracebacks' locals); the
+        # bytes SigningKey takes are a temporary
+        pem = key
+        if not isinstance(pem, str):
             raise ImproperlyConfigured(
                 f"AWS_S3_CLOUDFRONT_KEY{sfx} must be PEM text or the "
                 f"path of a PEM file, not a {type(key).__name__}."
             )
-        if not pem.lstrip().startswith(b"-----BEGIN"):
+        if not pem.lstrip().startswith("-----BEGIN"):
             try:
                 with open(pem, "rb") as f:
-                    pem = f.read(64 * 1024 + 1)
+                    pem = _secret_text(f.read(64 * 1024 + 1))
             except (OSError, ValueError) as e:  # nothing of the value in the message
                 raise ImproperlyConfigured(
                     f"AWS_S3_CLOUDFRONT_KEY{sfx} is neither PEM text nor the path of a "
                     f"readable file ({getattr(e, 'strerror', None) or type(e).__name__})."
                 ) from None
         try:
-            return key_id, _s3.SigningKey(pem)
+            return key_id, _s3.SigningKey(pem.encode("latin-1", "replace"))
         except ValueError as e:
             raise ImproperlyConfigured(f"AWS_S3_CLOUDFRONT_KEY{sfx}: {e}.") from None
 
@@ -1582,6 +1660,7 @@ class S3Storage(Storage):
         name: str | None,
         extra_params: dict[str, str] | None = None,
         client_method: str = "get_object",
+        *,
         expire: int | None = None,
     ) -> str:
         """The URL of `name`: presigned for AWS_S3_MAX_AGE_SECONDS, or for `expire`

@@ -11,6 +11,7 @@ import pickle
 import re
 import subprocess
 import time
+import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -139,6 +140,23 @@ def test_the_key_never_shows(s3: S3Target, keys: dict[str, str]) -> None:
     assert "Signature=" in again.url("a.txt")
     with pytest.raises(ValueError, match="not an unencrypted PEM RSA private key"):
         _s3.SigningKey(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+
+
+def test_the_key_is_in_no_traceback_local(s3: S3Target, keys: dict[str, str]) -> None:
+    """Django's DEBUG page and error trackers show every frame's locals."""
+    body = keys["pem"].splitlines()[1]
+    for kwargs in ({"aws_s3_bucket_name": "", "aws_s3_cloudfront_key": keys["pem"]},
+                   {"aws_s3_cloudfront_key": keys["pem"].replace(body, body[::-1])},
+                   {"aws_s3_cloudfront_key": keys["key"], "aws_s3_acl": "nope"}):
+        with pytest.raises(ImproperlyConfigured) as info:
+            S3Storage(aws_s3_public_url=PUBLIC, aws_s3_cloudfront_key_id=KEY_ID,
+                      **kwargs)  # type: ignore[arg-type]
+        frames = [f for f, _ in traceback.walk_tb(info.tb)
+                  if "/django_s3_storage/" in f.f_code.co_filename]   # the package's
+        assert frames
+        for frame in frames:
+            for name, value in frame.f_locals.items():
+                assert body not in repr(value) and body[::-1] not in repr(value), name
 
 
 def test_w001_is_not_raised_for_signed_cloudfront_urls(s3: S3Target,

@@ -615,6 +615,30 @@ def test_credential_services_verify_with_the_systems_ca_bundle(
     assert key_ids(fake_s3) == ["ASIACTRSYSTEMCA1"]
 
 
+def test_the_storage_gives_the_systems_ca_bundle_whatever_aws_s3_verify_says(
+        fake_s3: CredServer, self_signed: tuple[str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS_S3_VERIFY = False (a local MinIO) or a private CA's path is for the S3
+    endpoint: the container endpoint is still verified, with the system's bundle."""
+    from django_s3_storage.storage import S3Storage
+
+    cert, _key = self_signed
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("SSL_CERT_FILE", cert)       # this "system" trusts the server
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    with FakeS3(lambda m, p: Reply(200, creds_json(Creds("ASIACTRVERIFYOFF", "s", "t"))),
+                tls=self_signed) as ctr:
+        monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", ctr.endpoint + "/creds")
+        for verify in (False, cert):
+            storage = S3Storage(aws_s3_endpoint_url=fake_s3.endpoint, aws_s3_bucket_name="b",
+                                aws_access_key_id="", aws_secret_access_key="",
+                                aws_session_token="", aws_s3_verify=verify,
+                                aws_s3_max_attempts=1)
+            storage.exists("k")
+    assert key_ids(fake_s3) == ["ASIACTRVERIFYOFF"] * 2
+
+
 def test_the_proxy_for_sts_comes_from_the_snapshot_not_the_live_environment(
         fake_s3: CredServer, aws_files: Callable[..., None],
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,6 +22,7 @@ from django.test import override_settings
 from django_s3_storage.storage import ManifestStaticS3Storage, S3Storage
 
 from conftest import STATIC_BUCKET, S3Target
+from servers import FakeS3, Reply
 
 TESTS = Path(__file__).parent
 
@@ -221,6 +222,19 @@ def test_w001_also_for_settings_given_through_storages_options(s3: S3Target) -> 
     assert warning.id == "django_s3_storage.W001"
     assert "STORAGES['default']['OPTIONS']['aws_s3_public_url']" in warning.msg
     assert "AWS_S3_BUCKET_AUTH is True" in warning.msg
+
+
+def test_the_checks_send_no_request(s3: S3Target) -> None:
+    """A Manifest storage made the usual way GETs its manifest: the checks make it
+    without that (they run on every migrate and runserver)."""
+    with FakeS3(lambda m, p: Reply(500, b"")) as fake, override_settings(STORAGES={
+            "default": {"BACKEND": S3, "OPTIONS": {"aws_s3_endpoint_url": fake.endpoint}},
+            "staticfiles": {"BACKEND": "django_s3_storage.storage.ManifestStaticS3Storage",
+                            "OPTIONS": {"aws_s3_endpoint_url": fake.endpoint,
+                                        "aws_s3_public_url": "https://cdn.example/",
+                                        "aws_s3_bucket_auth": True}}}):
+        assert [m.id for m in ours(deploy=True)] == ["django_s3_storage.W001"]
+        assert fake.requests == []
 
 
 def test_deploy_checks_warn_of_plain_http_and_tls_verification_off(s3: S3Target) -> None:

@@ -103,6 +103,9 @@ def test_sync_meta_replaces_the_tags(s3: S3Target, prefix: str) -> None:
     ({"StorageClass": 3}, r"\['StorageClass'\] must be a str"),
     ({"Expires": datetime(2031, 1, 1)}, "aware datetime"),
     ({"Metadata": {"a": 1}}, r"\['Metadata'\] must be a dict of str to str"),
+    ({"Metadata": {"bad name": "v"}}, r"\['Metadata'\] name 'bad name' is not a valid"),
+    ({"Metadata": {"n": "caf\u00e9"}}, r"\['Metadata'\]\['n'\] holds a non-ASCII"),
+    ({"RequestPayer": "requester"}, "every request"),
     ("Tagging=a", "must be a dict"),
 ])
 def test_what_cannot_be_sent_is_refused_naming_the_parameter(s3: S3Target, params: Any,
@@ -130,6 +133,11 @@ def test_the_client_refuses_headers_the_request_or_an_argument_sets(client: _s3.
                                                                     name: str) -> None:
     with pytest.raises(ValueError, match="headers"):
         client.put_object("k-headers", b"x", headers={name: "v"})
+
+
+def test_the_client_refuses_non_ascii_header_values(client: _s3.Client) -> None:
+    with pytest.raises(ValueError, match="not US-ASCII"):
+        client.put_object("k-headers", b"x", headers={"x-amz-tagging": "a=caf\u00e9"})
 
 
 def test_the_client_sends_other_headers_signed(s3: S3Target, client: _s3.Client,

@@ -274,6 +274,8 @@ def test_url_expire_per_call(storage: S3Storage) -> None:
     assert "X-Amz-Expires=3600" in storage.url("exp.bin")     # the setting again
     put = storage.url("exp-put.bin", client_method="put_object", expire=60)
     assert "X-Amz-Expires=60" in put
+    with pytest.raises(TypeError):   # keyword only: the third argument is client_method
+        storage.url("exp.bin", None, "get_object", 60)  # type: ignore[misc]
     for bad in (0, 604801, -1, 1.5, "60", True):
         with pytest.raises(ValueError, match="expire must be"):
             storage.url("exp.bin", expire=bad)  # type: ignore[arg-type]

@@ -197,3 +197,20 @@ def test_without_an_error_list_the_first_failure_is_raised() -> None:
         storage = scripted_storage(fake)
         with pytest.raises(Exception, match="AccessDenied"):
             storage.sync_meta()
+
+
+def test_a_listing_that_fails_is_reported_and_the_next_storage_still_runs(
+        media: None) -> None:
+    global TARGET
+    with FakeS3(lambda m, p: Reply(403, FAILED, {"Content-Type": "application/xml"})) as fake:
+        TARGET = scripted_storage(fake)
+        try:
+            out, err = io.StringIO(), io.StringIO()
+            with pytest.raises(CommandError, match="1 file could not be rewritten"):
+                call_command("s3_sync_meta", "test_sync_meta.TARGET", "default",
+                             stdout=out, stderr=err)
+        finally:
+            TARGET = None
+    assert err.getvalue().startswith("test_sync_meta.TARGET (the listing): S3Error: ")
+    lines = out.getvalue().splitlines()
+    assert sorted(lines[:-1]) == ["a.txt", "css/b.css", "css/c.css", "img/d.png"]

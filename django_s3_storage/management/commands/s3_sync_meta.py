@@ -62,6 +62,9 @@ class Command(BaseCommand):
                 names = list(storage.sync_meta_names(options["prefix"]))
             except ValueError as e:
                 raise CommandError(f"--prefix: {e}") from None
+            except OSError as e:  # the listing failed: the next storage still runs
+                errors.append((f"{path} (the listing)", e))
+                continue
             before, here = len(errors), 0
             progress = (
                 Progress(self, path, len(names))
