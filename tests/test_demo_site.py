@@ -90,6 +90,17 @@ def browser() -> Iterator[object]:
         driver.quit()
 
 
+def wait_for(driver: object, css: str) -> object:
+    """The element, once the page that has it has loaded (a click's POST and its
+    redirect take their time): at most 30 s."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, 30).until(  # type: ignore[arg-type]
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css)))
+
+
 def test_admin_css_comes_from_the_static_bucket_and_applies(
         site: tuple[str, str], browser: object) -> None:
     from selenium.webdriver.common.by import By
@@ -117,7 +128,8 @@ def test_admin_css_comes_from_the_static_bucket_and_applies(
     d.find_element(By.ID, "id_username").send_keys("demo")  # type: ignore[attr-defined]
     d.find_element(By.ID, "id_password").send_keys("demo")  # type: ignore[attr-defined]
     d.find_element(By.CSS_SELECTOR, "input[type=submit]").click()  # type: ignore[attr-defined]
-    assert "Uploads" in d.find_element(By.ID, "content").text  # type: ignore[attr-defined]
+    # the admin index's module of the demo app (the login page has none)
+    assert "Uploads" in wait_for(d, ".app-demo_site").text  # type: ignore[attr-defined]
 
 
 def test_upload_through_the_form_and_download_through_the_presigned_link(
@@ -132,8 +144,8 @@ def test_upload_through_the_form_and_download_through_the_presigned_link(
     d.get(f"{url}/")  # type: ignore[attr-defined]
     d.find_element(By.ID, "id_file").send_keys(str(path))  # type: ignore[attr-defined]
     d.find_element(By.ID, "upload").click()  # type: ignore[attr-defined]
-    link = d.find_element(By.CSS_SELECTOR, "#uploads a.download")  # type: ignore[attr-defined]
-    href = link.get_attribute("href")
+    link = wait_for(d, "#uploads a.download")
+    href = link.get_attribute("href")  # type: ignore[attr-defined]
     assert link.text.startswith("uploads/report_2026") and link.text.endswith(".bin")
     assert href.startswith(f"{endpoint}/demo-media/uploads/report_2026")
     assert "X-Amz-Signature=" in href and "X-Amz-Expires=3600" in href
