@@ -26,6 +26,12 @@ HEAVY = ("libcurl.so", "libxml2.so", "libldap", "liblber", "libsasl2", "libgnutl
 # what the extension itself needs (an auditwheel-repaired wheel renames OpenSSL's
 # and zlib's copies: libssl-1a2b3c4d.so.3)
 NEEDED = ("libssl", "libcrypto", "libz", "libm.so", "libc.so", "libpthread.so")
+# `make sanitize` builds it with ASan and UBSan, whose runtimes (and their libstdc++)
+# come along
+SANITIZED = "libasan" in os.environ.get("LD_PRELOAD", "")
+if SANITIZED:
+    NEEDED += ("libasan", "libubsan")
+    HEAVY = tuple(h for h in HEAVY if h != "libstdc++")
 
 
 def loaded_after_import() -> dict[str, object]:
