@@ -272,7 +272,9 @@ def _log_request(
     outcome = f"{status}" if status else "no reply"
     if code:
         outcome += f" {code}"
-    target = key if key is not None else "(bucket)"
+    # a stored key may hold control characters (a listing gives them): escaped, so
+    # that no key can forge a log line
+    target = "(bucket)" if key is None else key if key.isprintable() else repr(key)[1:-1]
     extra = {
         "s3_method": method,
         "s3_key": key,

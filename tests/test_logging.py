@@ -132,3 +132,13 @@ def test_a_failing_handler_never_fails_the_operation(s3: S3Target, prefix: str,
     assert len(reported) >= 4 and all(isinstance(e, RuntimeError) for e in reported)
     with pytest.raises(TypeError):
         storage._client.set_log(42)
+
+
+def test_a_key_with_control_characters_cannot_forge_a_log_line(
+        debug_log: pytest.LogCaptureFixture) -> None:
+    from django_s3_storage.storage import _log_request
+
+    _log_request("PUT", "a\nINFO forged\x1b[31m", 200, 1, False, 1.0, 5, None, 0)
+    (record,) = records(debug_log)
+    assert record.getMessage().startswith("PUT a\\nINFO forged\\x1b[31m 200 5 bytes ")
+    assert "\n" not in record.getMessage() and "\x1b" not in record.getMessage()
