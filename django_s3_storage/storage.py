@@ -65,6 +65,7 @@ S3Error = _s3.S3Error
 UNCOMPRESSED_SIZE_META_KEY = "uncompressed_size"
 # save() reads its content in chunks of this size
 _CHUNK = 1024 * 1024
+_KEY_MAX = 1024  # bytes of UTF-8 in an S3 key
 # S3's bounds on a part of a multipart upload (the last one may be smaller)
 _PART_MIN = 5 * 1024 * 1024
 _PART_MAX = 5 * 1024 * 1024 * 1024
@@ -1557,7 +1558,10 @@ class S3Storage(Storage):
         """exists() for save()'s choice of a name, which is free as a rule: the HEAD
         and the "directory" LIST sent at once (each waits with the GIL released),
         one round trip instead of two. When the HEAD finds the file, the listing's
-        answer, or failure, is not needed."""
+        answer, or failure, is not needed. A key the client refuses (over 1,024
+        bytes) is refused before the listing goes out."""
+        if len(key.encode("utf-8")) > _KEY_MAX:
+            return self._client.exists(key)  # raises ValueError, sends nothing
         listing = _side_pool().submit(self._dir_exists, name)
         return self._client.exists(key) or listing.result()
 
