@@ -991,6 +991,7 @@ client_list_objects(PyObject *self_, PyObject *args, PyObject *kw)
     }
     call_init(&k, self, "GET");
     k.sink_kind = SINK_LIST;
+    k.list_keys_only = relative;
     /* parameters in sorted order, so the wire query is already canonical */
     if (add_query(&q, "continuation-token", token) < 0 ||
         add_query(&q, "delimiter", delimiter) < 0)

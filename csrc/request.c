@@ -395,7 +395,7 @@ sink_reset(s3_call *k)
         if (k->list_ready)
             xml_list_free(&k->list);
         k->list_ready = 0;
-        if (xml_list_init(&k->list) < 0)
+        if (xml_list_init(&k->list, k->list_keys_only) < 0)
             return -1;
         k->list_ready = 1;
         k->req.sink = sink_list;

@@ -46,6 +46,7 @@ typedef struct {
     /* sinks */
     xml_list list;
     int list_ready;
+    int list_keys_only;              /* a listing of names alone (listdir) */
     gz_stream gz;
     int gz_checked;                  /* the first body byte has been seen */
     int decompress;                  /* undo Content-Encoding: gzip */

@@ -1,6 +1,7 @@
 #include "xml.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -27,14 +28,10 @@ sax_start(void *ud, const xmlChar *local, const xmlChar *prefix, const xmlChar *
         sax_fail(x, "XML nested too deeply");
         return;
     }
-    if (x->depth < XML_MAX_DEPTH) {
-        size_t n = strlen((const char *)local);
-        if (n >= sizeof(x->path[0]))
-            n = sizeof(x->path[0]) - 1;
-        memcpy(x->path[x->depth], local, n);
-        x->path[x->depth][n] = '\0';
-    }
+    if (x->depth < XML_MAX_DEPTH)
+        x->path[x->depth] = (const char *)local;
     x->depth++;
+    x->keep_text = x->depth > XML_MAX_DEPTH || x->on_start == NULL || x->on_start(x);
     buf_clear(&x->text);
 }
 
@@ -47,6 +44,7 @@ sax_end(void *ud, const xmlChar *local, const xmlChar *prefix, const xmlChar *ur
     if (x->error == NULL && x->on_end(x) < 0)
         sax_fail(x, x->error ? x->error : "unexpected XML reply");
     x->depth--;
+    x->keep_text = 1;
     buf_clear(&x->text);
 }
 
@@ -55,7 +53,7 @@ sax_text(void *ud, const xmlChar *p, int n)
 {
     xml_sax *x = ud;
 
-    if (x->depth > XML_MAX_DEPTH)
+    if (x->depth > XML_MAX_DEPTH || !x->keep_text)
         return;
     if (x->text.len + (size_t)n > XML_MAX_TEXT) {
         sax_fail(x, "XML element text too long");
@@ -94,6 +92,7 @@ xml_sax_init(xml_sax *x, xml_end_fn on_end)
 
     memset(x, 0, sizeof(*x));
     x->on_end = on_end;
+    x->keep_text = 1;
     memset(&sax, 0, sizeof(sax));
     sax.initialized = XML_SAX2_MAGIC;
     sax.startElementNs = sax_start;
@@ -237,74 +236,95 @@ list_decode(xml_list *l)
         url_decode_in_place(l->arena.data, &l->prefixes[i]);
 }
 
-static const char *const P_CONTENTS[] = {"ListBucketResult", "Contents"};
-static const char *const P_PREFIX[] = {"ListBucketResult", "CommonPrefixes", "Prefix"};
-static const char *const P_TRUNC[] = {"ListBucketResult", "IsTruncated"};
-static const char *const P_TOKEN[] = {"ListBucketResult", "NextContinuationToken"};
-static const char *const P_ENCODING[] = {"ListBucketResult", "EncodingType"};
+/* With keys_only, the text of an object's other fields is not even kept. */
+static int
+list_start(const xml_sax *x)
+{
+    const char *name = x->path[x->depth - 1];
 
+    if (x->depth != 3 || !((const xml_list *)x)->keys_only)
+        return 1;
+    return (name[0] == 'K' && strcmp(name, "Key") == 0) ||
+           (name[0] == 'P' && strcmp(name, "Prefix") == 0);
+}
+
+static int
+list_entry_room(xml_list *l)
+{
+    if (l->nobjects + l->nprefixes < XML_MAX_LIST_ENTRIES)
+        return 0;
+    l->sax.error = "the listing page holds more than 10000 keys and prefixes";
+    return -1;
+}
+
+/* An object's field (path ListBucketResult/Contents/name). */
+static int
+list_object_field(xml_list *l, const char *name)
+{
+    xml_object *o = &l->cur;
+
+    if (strcmp(name, "Key") == 0)
+        return arena_str(l, &o->key);
+    if (l->keys_only)
+        return 0;
+    if (strcmp(name, "ETag") == 0)
+        return arena_str(l, &o->etag);
+    if (strcmp(name, "LastModified") == 0)
+        return arena_str(l, &o->last_modified);
+    if (strcmp(name, "StorageClass") == 0)
+        return arena_str(l, &o->storage_class);
+    if (strcmp(name, "Size") == 0 && parse_ll(&l->sax.text, &o->size) < 0) {
+        l->sax.error = "bad Size in the listing";
+        return -1;
+    }
+    return 0;
+}
+
+/* Element names are compared once the root is known to be ListBucketResult
+ * (checked once: a document has one root). */
 static int
 list_end(xml_sax *x)
 {
     xml_list *l = (xml_list *)x;
-    xml_object *o = &l->cur;
-    const char *name;
+    const char *name = x->depth >= 2 ? x->path[1] : NULL;
 
-    if (x->depth == 1 && strcmp(x->path[0], "ListBucketResult") != 0) {
-        x->error = "the reply is not a ListBucketResult";
-        return -1;
-    }
+    if (l->root == 0)
+        l->root = strcmp(x->path[0], "ListBucketResult") == 0 ? 1 : -1;
     if (x->depth == 1) {
+        if (l->root < 0) {
+            x->error = "the reply is not a ListBucketResult";
+            return -1;
+        }
         /* EncodingType may come after the keys it describes */
         if (l->url_encoded)
             list_decode(l);
         return 0;
     }
-    if (x->depth == 3 && strcmp(x->path[1], "Contents") == 0 &&
-        strcmp(x->path[0], "ListBucketResult") == 0) {
-        name = x->path[2];
-        if (strcmp(name, "Key") == 0)
-            return arena_str(l, &o->key);
-        if (strcmp(name, "ETag") == 0)
-            return arena_str(l, &o->etag);
-        if (strcmp(name, "LastModified") == 0)
-            return arena_str(l, &o->last_modified);
-        if (strcmp(name, "StorageClass") == 0)
-            return arena_str(l, &o->storage_class);
-        if (strcmp(name, "Size") == 0) {
-            if (parse_ll(&x->text, &o->size) < 0) {
-                x->error = "bad Size in the listing";
-                return -1;
-            }
-        }
+    if (l->root < 0)
         return 0;
-    }
-    if ((xml_at(x, 2, P_CONTENTS) || xml_at(x, 3, P_PREFIX)) &&
-        l->nobjects + l->nprefixes >= XML_MAX_LIST_ENTRIES) {
-        x->error = "the listing page holds more than 10000 keys and prefixes";
-        return -1;
-    }
-    if (xml_at(x, 2, P_CONTENTS)) {
-        if (grow((void **)&l->objects, &l->cap_objects, l->nobjects, sizeof(xml_object)) < 0)
-            return -1;
-        l->objects[l->nobjects++] = *o;
-        memset(o, 0, sizeof(*o));
-        return 0;
-    }
-    if (xml_at(x, 3, P_PREFIX)) {
-        if (grow((void **)&l->prefixes, &l->cap_prefixes, l->nprefixes, sizeof(xml_str)) < 0)
+    if (x->depth == 3) {
+        if (strcmp(name, "Contents") == 0)
+            return list_object_field(l, x->path[2]);
+        if (strcmp(name, "CommonPrefixes") != 0 || strcmp(x->path[2], "Prefix") != 0)
+            return 0;
+        if (list_entry_room(l) < 0 ||
+            grow((void **)&l->prefixes, &l->cap_prefixes, l->nprefixes, sizeof(xml_str)) < 0)
             return -1;
         return arena_str(l, &l->prefixes[l->nprefixes++]);
     }
-    if (xml_at(x, 2, P_TRUNC)) {
+    if (x->depth != 2)
+        return 0;
+    if (strcmp(name, "Contents") == 0) {
+        if (list_entry_room(l) < 0 ||
+            grow((void **)&l->objects, &l->cap_objects, l->nobjects, sizeof(xml_object)) < 0)
+            return -1;
+        l->objects[l->nobjects++] = l->cur;
+        memset(&l->cur, 0, sizeof(l->cur));
+    } else if (strcmp(name, "IsTruncated") == 0) {
         l->is_truncated = x->text.len == 4 && memcmp(x->text.data, "true", 4) == 0;
-        return 0;
-    }
-    if (xml_at(x, 2, P_ENCODING)) {
+    } else if (strcmp(name, "EncodingType") == 0) {
         l->url_encoded = x->text.len == 3 && memcmp(x->text.data, "url", 3) == 0;
-        return 0;
-    }
-    if (xml_at(x, 2, P_TOKEN)) {
+    } else if (strcmp(name, "NextContinuationToken") == 0) {
         l->has_next_token = 1;
         return arena_str(l, &l->next_token);
     }
@@ -312,10 +332,14 @@ list_end(xml_sax *x)
 }
 
 int
-xml_list_init(xml_list *l)
+xml_list_init(xml_list *l, int keys_only)
 {
     memset(l, 0, sizeof(*l));
-    return xml_sax_init(&l->sax, list_end);
+    l->keys_only = keys_only;
+    if (xml_sax_init(&l->sax, list_end) < 0)
+        return -1;
+    l->sax.on_start = list_start;
+    return 0;
 }
 
 void
@@ -354,8 +378,7 @@ reply_end(xml_sax *x)
     const char *name;
 
     if (x->depth == 1) {
-        memcpy(r->root, x->path[0], sizeof(r->root));
-        r->root[sizeof(r->root) - 1] = '\0';
+        snprintf(r->root, sizeof(r->root), "%s", x->path[0]);
         return 0;
     }
     if (x->depth != 2)

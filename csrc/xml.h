@@ -18,12 +18,17 @@
 typedef struct xml_sax xml_sax;
 /* Called at the end of each element; x->text holds its text. Return -1 to stop. */
 typedef int (*xml_end_fn)(xml_sax *x);
+/* Called at the start of each element kept in path: 1 to keep its text, 0 to drop it. */
+typedef int (*xml_start_fn)(const xml_sax *x);
 
 struct xml_sax {
     void *ctxt;                     /* xmlParserCtxtPtr */
-    char path[XML_MAX_DEPTH][40];
+    const char *path[XML_MAX_DEPTH]; /* element names, root first: the parser's own
+                                     * interned strings, valid until xml_sax_free */
     int depth;
     buf_t text;
+    int keep_text;                  /* the current element's text is wanted */
+    xml_start_fn on_start;          /* NULL: every element's text is kept */
     xml_end_fn on_end;
     const char *error;              /* first error, a static string */
 };
@@ -53,10 +58,13 @@ typedef struct {
     int has_next_token;
     int is_truncated;
     int url_encoded;                /* <EncodingType>url</EncodingType> was in the reply */
+    int keys_only;                  /* only Key of an object: no ETag, Size and the rest */
+    int root;                       /* 1: the root is ListBucketResult, -1: it is not */
     xml_object cur;
 } xml_list;
 
-int xml_list_init(xml_list *l);
+/* keys_only: the objects' keys alone are read (their other fields stay empty). */
+int xml_list_init(xml_list *l, int keys_only);
 void xml_list_free(xml_list *l);
 /* Feed with xml_sax_feed(&l->sax, ...), end with xml_sax_finish(&l->sax). When the
  * reply says <EncodingType>url</EncodingType> (asked for with encoding-type=url), the

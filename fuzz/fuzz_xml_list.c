@@ -20,14 +20,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     xml_list l;
     size_t piece, i;
-    int ok;
+    int ok, keys_only;
 
     if (size < 1)
         return 0;
     piece = data[0] >= 0xc0 ? size : (size_t)(data[0] % 97) + 1;
+    keys_only = data[0] & 1;
     data++;
     size--;
-    if (xml_list_init(&l) < 0)
+    if (xml_list_init(&l, keys_only) < 0)
         abort();
     ok = 1;
     for (i = 0; i < size && ok; i += piece)

@@ -563,6 +563,22 @@ def test_hostile_or_broken_listing_is_a_clean_error(body: bytes) -> None:
         assert "root:" not in str(info.value)        # nothing of /etc/passwd
 
 
+def test_a_relative_listing_reads_the_names_alone() -> None:
+    # listdir() reads names only: an object's other fields are not even parsed
+    # (a malformed Size fails list_objects(), not the relative listing)
+    body = (b"<ListBucketResult><Contents><Key>p/k</Key><Size>-5</Size><ETag>e</ETag>"
+            b"</Contents><CommonPrefixes><Prefix>p/d/</Prefix></CommonPrefixes>"
+            b"</ListBucketResult>")
+    fake, _ = scripted(Reply(200, body, {"Content-Type": "application/xml"}))
+    with fake:
+        c = _s3.Client("b", endpoint_url=fake.endpoint, access_key="a", secret_key="b")
+        page = c.list_objects(prefix="p/", relative=True)
+        assert page["Contents"] == ["k"] and page["CommonPrefixes"] == ["d"]
+        with pytest.raises(_s3.S3Error) as info:
+            c.list_objects(prefix="p/")
+        assert info.value.code == "InvalidReply"
+
+
 def test_hostile_error_document_still_gives_a_clean_error() -> None:
     fake, _ = scripted(Reply(403, BILLION_LAUGHS.replace(b"ListBucketResult", b"Error")))
     with fake:
