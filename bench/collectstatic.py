@@ -252,8 +252,10 @@ def measure(args: argparse.Namespace, target: dict[str, str],
                     versions[impl] = res["versions"]
                     keys = list_keys(s3, target["bucket"], prefix)
                     runs.append({"round": rnd, "impl": impl, "phase": phase, "wall": res["wall"],
+                                 "cpu": res.get("cpu"),
                                  "requests": proxy.requests(), "keys": len(keys)})
-                    print(f"  {res['wall']:.3g} s, {proxy.requests()}, {len(keys)} keys",
+                    print(f"  {res['wall']:.3g} s (client CPU {res['cpu']:.3g} s), "
+                          f"{proxy.requests()}, {len(keys)} keys",
                           flush=True)
                 if rnd == 0 and impl in ("ours", "dss015"):
                     snapshots[impl] = snapshot(s3, target["bucket"], prefix)
