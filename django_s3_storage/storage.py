@@ -564,6 +564,12 @@ class _Collecting:
         self.puts = self.skipped = 0
         # (MD5 of a body, compressible) -> (the stored bytes' ETag, the size before gzip)
         self.packs: dict[tuple[bytes, bool], tuple[str, int | None]] = {}
+        # MD5 of a body -> its gzip and size before (None: not smaller), kept while they
+        # fit in gzip_budget bytes: post-processing stores most files twice (under their
+        # name and their hashed name), compressed once
+        self.gzips: dict[bytes, Future[tuple[bytes, int] | None]] = {}
+        self.gzip_budget = _HELD_MAX
+        self.gzip_lock = threading.Lock()
         # post_process's files: name -> (source storage, its name), the same bytes
         self.sources: dict[str, tuple[Any, str]] = {}
         # keys whose bytes are their source file's (saved, or skipped as unchanged, by
@@ -1495,11 +1501,9 @@ class S3Storage(Storage):
     ) -> None:
         held = len(body)
         try:
-            packed = self._gzipped(ContentFile(body)) if gzip else None
+            packed = self._gzipped_once(run, body) if gzip else None
             if packed is not None:
-                spool, size = packed
-                with spool:
-                    body = spool.read()
+                body, size = packed
                 metadata = {**params["metadata"], UNCOMPRESSED_SIZE_META_KEY: str(size)}
                 params = {**params, "content_encoding": "gzip", "metadata": metadata}
                 self._check_metadata_total(params["metadata"])
@@ -1507,6 +1511,39 @@ class S3Storage(Storage):
                 w.write(body)
         finally:
             run.window.release(held)
+
+    def _gzipped_once(self, run: _Collecting, body: bytes) -> tuple[bytes, int] | None:
+        """The body gzipped (None: that is not smaller), compressed once in a run for
+        the same bytes: another upload thread with them waits for the first one's
+        result (the same bytes out: the gzip is deterministic)."""
+        digest = hashlib.md5(body, usedforsecurity=False).digest()
+        with run.gzip_lock:
+            known = run.gzips.get(digest)
+            if known is None:
+                mine: Future[tuple[bytes, int] | None] = Future()
+                run.gzips[digest] = mine
+        if known is not None:
+            return known.result()
+        try:
+            out = None
+            packed = self._gzipped(ContentFile(body))
+            if packed is not None:
+                spool, size = packed
+                with spool:
+                    out = (spool.read(), size)
+        except BaseException as e:
+            mine.set_exception(e)
+            with run.gzip_lock:
+                del run.gzips[digest]
+            raise
+        mine.set_result(out)
+        with run.gzip_lock:
+            cost = len(out[0]) if out else 0
+            if cost <= run.gzip_budget:
+                run.gzip_budget -= cost
+            else:
+                del run.gzips[digest]  # over the budget: compressed again if seen again
+        return out
 
     def meta(self, name: str) -> dict[str, Any]:
         """The object's headers in the shape of boto3's head_object."""

@@ -164,6 +164,23 @@ def test_failed_upload_in_the_batch_is_raised(s3: Any, tmp_path: Path) -> None:
     assert "css/site.css" in keys   # the others went up
 
 
+def test_the_same_bytes_are_compressed_once_in_a_run(s3: Any, prefix: str) -> None:
+    # post-processing stores most files twice (name and hashed name): one gzip
+    storage = StaticS3Storage(aws_s3_key_prefix=prefix)
+    packed: list[int] = []
+    gzipped = storage._gzipped
+    storage._gzipped = lambda content: packed.append(1) or gzipped(content)  # type: ignore
+    body = b"var app = 1;\n" * 300
+    with storage.collecting():
+        for name in ("a.js", "a.0123456789ab.js", "b.js"):
+            storage.save(name, ContentFile(body if name != "b.js" else body + b"//\n"))
+    assert len(packed) == 2
+    stored = _snapshot(s3, prefix)
+    assert stored["a.js"][0] == stored["a.0123456789ab.js"][0]
+    assert stored["a.js"][3] == "gzip" and gzip.decompress(stored["a.js"][0]) == body
+    assert gzip.decompress(stored["b.js"][0]) == body + b"//\n"
+
+
 def test_nothing_cached_outside_the_run(s3: Any, prefix: str) -> None:
     storage = StaticS3Storage(aws_s3_key_prefix=prefix)
     boto = s3.boto()
