@@ -68,6 +68,8 @@ SCALE = {"ms": 1e3, "us": 1e6, "MiB": 1 / (1024 * 1024), "ops/s": 1.0}
 
 
 def run_worker(python: str, cfg: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
+    if cfg["impl"] == "ours" and "PYTHONPATH" in large.worker_env("ours"):
+        large.compile_checkout(python)  # else a stale .pyc: storage.py compiled on import
     proc = subprocess.run([python, str(HERE / "small_worker.py")], input=json.dumps(cfg),
                           capture_output=True, text=True, timeout=timeout,
                           env=large.worker_env(cfg["impl"]), cwd=str(HERE))
