@@ -79,10 +79,10 @@ setup(
             "django_s3_storage._s3",
             sources=[f"csrc/{n}.c" for n in
                      ("module", "client", "request", "reader", "multipart", "writer",
-                      "credentials", "sigv4", "transfer", "gzip", "xml", "buf", "rsa", "log")],
+                      "credentials", "sigv4", "transfer", "gzip", "xml", "buf", "rsa", "log", "url")],
             depends=[f"csrc/{n}.h" for n in
                      ("module", "client", "request", "reader", "multipart", "writer",
-                      "credentials", "sigv4", "transfer", "gzip", "xml", "buf", "rsa", "log")],
+                      "credentials", "sigv4", "transfer", "gzip", "xml", "buf", "rsa", "log", "url")],
             extra_compile_args=cflags + extra_compile,
             extra_link_args=libs + extra_link,
         )

@@ -20,6 +20,7 @@
 #include "reader.h"
 #include "request.h"
 #include "sigv4.h"
+#include "url.h"
 #include "writer.h"
 
 
@@ -1065,8 +1066,8 @@ client_url(PyObject *self_, PyObject *key)
 
 /* The presigned form of `url` (NUL-terminated, its query included), signed for
  * `region` now or at `ts`. With the GIL. */
-static PyObject *
-sign_url(Client *self, const char *method, const char *url, size_t len, long expires,
+PyObject *
+client_sign_url(Client *self, const char *method, const char *url, size_t len, long expires,
          const char *ts, const char *region)
 {
     PyObject *res = NULL;
@@ -1167,152 +1168,10 @@ client_presign(PyObject *self_, PyObject *args, PyObject *kw)
             goto done;
         }
     }
-    res = sign_url(self, method, u.data, u.len, expires, ts, region);
+    res = client_sign_url(self, method, u.data, u.len, expires, ts, region);
 done:
     buf_free(&u);
     return res;
-}
-
-/* url_setup(mode, prefix, public_base, expires): what the storage's url() needs
- * that only changes with its settings. mode: 0 none (storage_url() always answers
- * None), 1 the public URL (public_base joined with the escaped name), 2 the plain
- * URL, 3 presigned for `expires` seconds. */
-static PyObject *
-client_url_setup(PyObject *self_, PyObject *args)
-{
-    Client *self = (Client *)self_;
-    const char *prefix, *pub;
-    Py_ssize_t np, npub;
-    int mode;
-    long expires;
-    char *p = NULL, *q = NULL;
-
-    if (client_ready(self) < 0 ||
-        !PyArg_ParseTuple(args, "is#s#l:url_setup", &mode, &prefix, &np, &pub, &npub, &expires))
-        return NULL;
-    if (mode < 0 || mode > 3 || (mode == 3 && (expires < 1 || expires > 604800)) ||
-        memchr(prefix, '\0', (size_t)np) != NULL || memchr(pub, '\0', (size_t)npub) != NULL) {
-        PyErr_SetString(PyExc_ValueError,
-                        "url_setup: mode 0-3, expires 1-604800 seconds, no NUL in prefix or base");
-        return NULL;
-    }
-    p = malloc(3 * (size_t)np + 2);
-    q = malloc((size_t)npub + 1);
-    if (p == NULL || q == NULL) {
-        free(p);
-        free(q);
-        return PyErr_NoMemory();
-    }
-    p[buf_escape_into(p, prefix, (size_t)np, BUF_URI_KEEP_SLASH)] = '\0';
-    memcpy(q, pub, (size_t)npub + 1);
-    free(self->url_prefix);
-    free(self->url_public);
-    self->url_prefix = p;
-    self->url_prefix_raw = (size_t)np;
-    self->url_public = q;
-    self->url_expires = expires;
-    self->url_mode = mode;
-    Py_RETURN_NONE;
-}
-
-/* Whether url() may take `name` as it is: the storage's _object_key() keeps
- * such a name unchanged (not empty, no "//" or "/.", not starting with '.' or
- * '/', not ending with '/', printable); with `public`, no '\\' either (Django's
- * filepath_to_uri makes it a '/'). */
-static int
-url_plain_name(PyObject *name, const char *s, Py_ssize_t n, int public)
-{
-    Py_ssize_t i, len;
-
-    if (n == 0 || s[0] == '.' || s[0] == '/' || s[n - 1] == '/')
-        return 0;
-    for (i = 0; i < n; i++) {
-        if (s[i] == '/' && (s[i + 1] == '/' || s[i + 1] == '.'))
-            return 0;
-        if (public && s[i] == '\\')
-            return 0;
-    }
-    if (PyUnicode_IS_ASCII(name)) {
-        for (i = 0; i < n; i++)
-            if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-                return 0;
-        return 1;
-    }
-    len = PyUnicode_GET_LENGTH(name);
-    for (i = 0; i < len; i++)
-        if (!Py_UNICODE_ISPRINTABLE(PyUnicode_READ_CHAR(name, i)))
-            return 0;
-    return 1;
-}
-
-/* storage_url(name, extra_params, client_method): the storage's url() of a name
- * for the form url_setup() chose, byte for byte what storage.py's own path
- * builds; None for whatever it leaves to that path (other names, extra
- * parameters, other methods, very long URLs), errors included. */
-static PyObject *
-client_storage_url(PyObject *self_, PyObject *const *args, Py_ssize_t nargs)
-{
-    Client *self = (Client *)self_;
-    char url[4096];
-    const char *s, *base;
-    Py_ssize_t n;
-    size_t len, blen, plen;
-    char region[64];
-    PyObject *name, *extra, *method;
-
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "storage_url(name, extra_params, client_method)");
-        return NULL;
-    }
-    name = args[0];
-    extra = args[1];
-    method = args[2];
-    if (!self->ready || self->url_mode == 0 || !PyUnicode_CheckExact(name) ||
-        (extra != Py_None && (!PyDict_CheckExact(extra) || PyDict_GET_SIZE(extra))) ||
-        !PyUnicode_CheckExact(method) || PyUnicode_CompareWithASCIIString(method, "get_object"))
-        Py_RETURN_NONE;
-    s = PyUnicode_AsUTF8AndSize(name, &n);
-    if (s == NULL) {
-        PyErr_Clear();   /* storage.py's path says what is wrong with it */
-        Py_RETURN_NONE;
-    }
-    if (!url_plain_name(name, s, n, self->url_mode == 1))
-        Py_RETURN_NONE;
-    if (self->url_mode == 1) {
-        blen = strlen(self->url_public);
-        if (blen + 3 * (size_t)n >= sizeof(url))
-            Py_RETURN_NONE;
-        memcpy(url, self->url_public, blen);
-        len = blen + buf_escape_into(url + blen, s, (size_t)n, BUF_URI_DJANGO);
-        return PyUnicode_FromStringAndSize(url, (Py_ssize_t)len);
-    }
-    /* the key: prefix "/" name, at most 1,024 bytes as S3 takes */
-    if (self->url_prefix_raw + (self->url_prefix_raw ? 1 : 0) + (size_t)n > 1024)
-        Py_RETURN_NONE;
-    if (client_check_fork(self) < 0)
-        return NULL;
-    plen = strlen(self->url_prefix);
-    pthread_mutex_lock(&self->where_lock);
-    base = self->public_base ? self->public_base : self->base;   /* as url(), presign() */
-    blen = strlen(base);
-    if (blen + plen + 1 + 3 * (size_t)n >= sizeof(url)) {
-        pthread_mutex_unlock(&self->where_lock);
-        Py_RETURN_NONE;
-    }
-    memcpy(url, base, blen);
-    strcpy(region, self->region);
-    pthread_mutex_unlock(&self->where_lock);
-    len = blen;
-    if (plen) {
-        memcpy(url + len, self->url_prefix, plen);
-        len += plen;
-        url[len++] = '/';
-    }
-    len += buf_escape_into(url + len, s, (size_t)n, BUF_URI_KEEP_SLASH);
-    url[len] = '\0';
-    if (self->url_mode == 2)
-        return PyUnicode_FromStringAndSize(url, (Py_ssize_t)len);
-    return sign_url(self, "GET", url, len, self->url_expires, NULL, region);
 }
 
 /* set_log(fn or None): each attempt of each request goes to fn(method, key,
@@ -1460,9 +1319,9 @@ static PyMethodDef client_methods[] = {
     {"set_log", client_set_log, METH_O,
      "set_log(fn or None): fn(method, key, status, attempt, again, ms, bytes, code, dropped) "
      "for each attempt of each request, called with the GIL after the operation"},
-    {"url_setup", client_url_setup, METH_VARARGS,
+    {"url_setup", url_setup, METH_VARARGS,
      "url_setup(mode, prefix, public_base, expires): the form storage_url() builds"},
-    {"storage_url", (PyCFunction)(void (*)(void))client_storage_url, METH_FASTCALL,
+    {"storage_url", (PyCFunction)(void (*)(void))url_storage, METH_FASTCALL,
      "storage_url(name, extra_params, client_method) -> str, or None: the storage's path"},
     {"presign", (PyCFunction)(void (*)(void))client_presign, METH_VARARGS | METH_KEYWORDS,
      "presign(method, key, *, expires=3600, query=None, timestamp=None) -> str"},

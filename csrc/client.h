@@ -67,5 +67,10 @@ int client_check_fork(Client *c);
 int client_creds(Client *c, long min_valid, cred_set **out);
 /* With the GIL: -1 with an exception when __init__ did not run. */
 int client_ready(Client *c);
+/* With the GIL: the presigned form of `url` (NUL-terminated, its query included),
+ * signed for `region` now (ts NULL) or at `ts`; the URL as it is for an anonymous
+ * Client. A new str, or NULL with an exception set. */
+PyObject *client_sign_url(Client *c, const char *method, const char *url, size_t len,
+                          long expires, const char *ts, const char *region);
 
 #endif

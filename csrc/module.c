@@ -13,6 +13,7 @@
 #include "gzip.h"
 #include "sigv4.h"
 #include "transfer.h"
+#include "url.h"
 
 static s3_state *
 get_state(PyObject *module)
@@ -506,12 +507,16 @@ module_exec(PyObject *m)
                                                                      NULL);
     if (st->signing_key_type == NULL)
         goto done;
+    st->url_method_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &s3_url_method_spec, NULL);
+    if (st->url_method_type == NULL)
+        goto done;
     if (PyModule_AddObjectRef(m, "S3Error", st->S3Error) < 0 ||
         PyModule_AddObjectRef(m, "S3NotFoundError", st->S3NotFoundError) < 0 ||
         PyModule_AddObjectRef(m, "Client", (PyObject *)st->client_type) < 0 ||
         PyModule_AddObjectRef(m, "Reader", (PyObject *)st->reader_type) < 0 ||
         PyModule_AddObjectRef(m, "Writer", (PyObject *)st->writer_type) < 0 ||
         PyModule_AddObjectRef(m, "SigningKey", (PyObject *)st->signing_key_type) < 0 ||
+        PyModule_AddObjectRef(m, "UrlMethod", (PyObject *)st->url_method_type) < 0 ||
         (libcurl = PyUnicode_FromFormat("libcurl/%s",
                                         curl_version_info(CURLVERSION_NOW)->version)) == NULL ||
         PyModule_AddObjectRef(m, "libcurl_version", libcurl) < 0)
@@ -532,6 +537,7 @@ module_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->reader_type);
     Py_VISIT(st->writer_type);
     Py_VISIT(st->signing_key_type);
+    Py_VISIT(st->url_method_type);
     Py_VISIT(st->S3Error);
     Py_VISIT(st->S3NotFoundError);
     return 0;
@@ -546,6 +552,7 @@ module_clear(PyObject *m)
     Py_CLEAR(st->reader_type);
     Py_CLEAR(st->writer_type);
     Py_CLEAR(st->signing_key_type);
+    Py_CLEAR(st->url_method_type);
     Py_CLEAR(st->S3Error);
     Py_CLEAR(st->S3NotFoundError);
     return 0;

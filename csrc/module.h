@@ -13,6 +13,7 @@ typedef struct {
     PyTypeObject *reader_type;
     PyTypeObject *writer_type;
     PyTypeObject *signing_key_type;
+    PyTypeObject *url_method_type;
     PyObject *S3Error;          /* OSError subclass: code, status, request_id, bucket, key */
     PyObject *S3NotFoundError;  /* S3Error and FileNotFoundError */
     EVP_MD *sha256;             /* fetched once; shared read-only by every thread */

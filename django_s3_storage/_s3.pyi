@@ -2,7 +2,7 @@
 
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, BinaryIO, TypedDict
+from typing import Any, BinaryIO, TypedDict, overload
 
 from typing_extensions import Self, Unpack, final
 
@@ -232,3 +232,16 @@ class SigningKey:
     """An RSA private key loaded once from PEM, for CloudFront's signed URLs."""
     def __init__(self, pem: bytes) -> None: ...
     def sign_sha1(self, data: bytes) -> bytes: ...
+
+@final
+class UrlMethod:
+    """S3Storage.url as a method descriptor: the URL of a plain name from the
+    storage's Client in one C call; every other call goes to the function given."""
+
+    __wrapped__: Callable[..., str]
+    def __init__(self, fallback: Callable[..., str], /) -> None: ...
+    @overload
+    def __get__(self, obj: None, objtype: type | None = ..., /) -> Self: ...
+    @overload
+    def __get__(self, obj: object, objtype: type | None = ..., /) -> Callable[..., str]: ...
+    def __call__(self, storage: object, /, *args: Any, **kwargs: Any) -> str: ...

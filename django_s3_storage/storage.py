@@ -847,7 +847,7 @@ class S3Storage(Storage):
 
     def _url_setup(self, s: _Settings) -> None:
         """Tells the C client which form url() takes, from the settings now in force,
-        so that url() of a plain name is one C call (storage_url)."""
+        so that url() of a plain name is one C call (UrlMethod)."""
         mode, public, expires = 0, "", 1
         if os.sep != "/" or self._cloudfront is not None:
             pass  # names need _to_posix, or signing: storage.py's path
@@ -865,7 +865,6 @@ class S3Storage(Storage):
             if not 1 <= expires <= 604800:
                 mode, expires = 0, 1  # the C client says what is wrong, on each call
         self._client.url_setup(mode, self._prefix, public, expires)
-        self._url_fast = self._client.storage_url
 
     def _check_settings(self, s: _Settings) -> None:
         """Refuses, naming the setting, every value that would reach a request
@@ -991,7 +990,7 @@ class S3Storage(Storage):
             ):
                 refuse(key + sfx, f"= {value!r} must be a number of bytes from {what} to 5 GiB")
 
-    _CONFIGURED = ("settings", "_client", "_prefix", "_url_fast", "_cloudfront")
+    _CONFIGURED = ("settings", "_client", "_prefix", "_cloudfront")
 
     def _setting_changed_received(self, setting: str, **kwargs: Any) -> None:
         # Forget the configuration; the next use builds it again from the settings
@@ -1708,20 +1707,21 @@ class S3Storage(Storage):
     ) -> str:
         """The URL of `name`: presigned for AWS_S3_MAX_AGE_SECONDS, or for `expire`
         seconds (1 to 604800) when given, as django-storages' url(name, expire=...);
-        unsigned URLs (a public URL, AWS_S3_BUCKET_AUTH off) ignore it."""
-        if expire is None:
-            # one C call for the common case; None: the checks and forms below
-            return self._url_fast(name, extra_params, client_method) or self._url(
-                name, extra_params, client_method
-            )
-        if isinstance(expire, bool) or not isinstance(expire, int) or not 1 <= expire <= 604800:
+        unsigned URLs (a public URL, AWS_S3_BUCKET_AUTH off) ignore it.
+
+        At run time S3Storage.url is _s3.UrlMethod(this function): it builds the URL
+        of a plain name in C, from the form _url_setup() chose, and calls this
+        function for everything else."""
+        if expire is not None and (
+            isinstance(expire, bool) or not isinstance(expire, int) or not 1 <= expire <= 604800
+        ):
             raise ValueError(
                 f"expire must be a whole number of seconds from 1 to 604800 "
                 f"(7 days, S3's longest), not {expire!r}"
             )
-        return self._url(name, extra_params, client_method, expire)
+        return self._s3_url(name, extra_params, client_method, expire)
 
-    def _url(
+    def _s3_url(
         self,
         name: str | None,
         extra_params: dict[str, str] | None,
@@ -1983,6 +1983,12 @@ class S3Storage(Storage):
     def sync_meta(self) -> None:
         for _ in self.sync_meta_iter():
             pass
+
+
+# S3Storage.url as a C method descriptor: storage.url(name) of a plain name is one C
+# call (templates call it once per file); any other call runs the Python method above,
+# its __wrapped__
+S3Storage.url = _s3.UrlMethod(S3Storage.__dict__["url"])  # type: ignore[method-assign,assignment]
 
 
 class StaticS3Storage(S3Storage):

@@ -22,9 +22,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from django_s3_storage import _s3
-from django_s3_storage.storage import S3Storage, StaticS3Storage
+from django_s3_storage.storage import ManifestStaticS3Storage, S3Storage, StaticS3Storage
 
-from conftest import S3Target
+from conftest import STATIC_BUCKET, S3Target
 
 PUBLIC = "https://d111111abcdef8.cloudfront.net/media/"
 KEY_ID = "K2JCJMDEHXQW5F"
@@ -77,6 +77,17 @@ def test_url_signs_the_canned_policy(s3: S3Target, keys: dict[str, str]) -> None
     assert verifies(keys, policy, unb64(q["Signature"]))
     assert not verifies(keys, policy.replace(b"photo", b"other"), unb64(q["Signature"]))
 
+
+
+def test_the_manifest_storage_signs_too(s3: S3Target, keys: dict[str, str]) -> None:
+    # every url() of a CloudFront storage takes storage.py's path, which must be
+    # S3Storage's own even where Django's HashedFilesMixin has a _url() of its own
+    with override_settings(DEBUG=True):
+        st = ManifestStaticS3Storage(aws_s3_bucket_name=STATIC_BUCKET, aws_s3_public_url=PUBLIC,
+                                     aws_s3_cloudfront_key_id=KEY_ID,
+                                     aws_s3_cloudfront_key=keys["pem"])
+        base, _, query = st.url("css/site.css").partition("?")
+    assert base == PUBLIC + "css/site.css" and f"Key-Pair-Id={KEY_ID}" in query
 
 def test_expire_per_call_and_the_key_from_a_file(s3: S3Target, keys: dict[str, str]) -> None:
     url = storage(keys).url("a.txt", expire=30)
