@@ -625,7 +625,7 @@ client_head_object(PyObject *self_, PyObject *key)
     if (client_ready(self) < 0)
         return NULL;
     if (head_run(self, key, &k) == 0)
-        res = call_head_dict(&k.req);
+        res = call_head_dict(&k.req.head);
     call_free(&k);
     return res;
 }
@@ -722,7 +722,7 @@ client_get_object(PyObject *self_, PyObject *args, PyObject *kw)
         if (body == NULL)
             goto done;
     }
-    meta = call_head_dict(&k.req);
+    meta = call_head_dict(&k.req.head);
     if (meta && k.gz.active) {
         /* what the caller now holds is the decoded body */
         if (PyDict_DelItemString(meta, "ContentEncoding") < 0 ||

@@ -10,6 +10,7 @@
  * driving thread only (the busy flag keeps every other one out). */
 #include "reader.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -34,7 +35,8 @@ typedef struct {
     PyObject_HEAD
     Client *client;           /* a reference: the pool outlives every transfer */
     PyObject *key;
-    PyObject *meta;           /* the first reply's head_object dict */
+    PyObject *meta;           /* the first reply's head_object dict, made when asked */
+    buf_t head0;              /* the first reply's header lines, for meta */
     int decompress, verify;
     size_t buffer_size;
     int busy, closed;
@@ -43,6 +45,7 @@ typedef struct {
     CURLM *multi;
     curl_socket_t multi_sock; /* the socket of the connection `multi` keeps, if known */
     CURL *h;                  /* the open transfer's handle; NULL: none */
+    CURL *spare;              /* the last transfer's handle, for the next; NULL: none */
     s3_call call;             /* the GET of that transfer (or the next attempt's) */
     int call_live;            /* call_free() is due */
     long long call_start;     /* the stored offset the call's Range asks for */
@@ -152,17 +155,16 @@ reader_md5_conclude(Reader *r)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0, i;
+    static const char hexdigit[] = "0123456789abcdef";
     const char *e = r->etag[0] == '"' ? r->etag + 1 : r->etag;
-    char hex[3];
 
     r->md5_state = MD5_BAD;
     if (EVP_DigestFinal_ex(r->md5, md, &mdlen) != 1 || mdlen != 16)
         return;
-    for (i = 0; i < 16; i++) {
-        snprintf(hex, sizeof(hex), "%02x", md[i]);
-        if (strncasecmp(hex, e + 2 * i, 2) != 0)
+    /* in order: a shorter ETag stops at its NUL, which matches no digit */
+    for (i = 0; i < 32; i++)
+        if (tolower((unsigned char)e[i]) != hexdigit[i % 2 ? md[i / 2] & 15 : md[i / 2] >> 4])
             return;
-    }
     r->md5_state = MD5_GOOD;
 }
 
@@ -392,6 +394,20 @@ reader_sink(void *ud, const char *p, size_t n)
     return 0;
 }
 
+/* A transfer's handle, out of the multi handle: kept for the reader's next
+ * transfer (and then given back with the multi handle), not made afresh each
+ * time; a second one goes back to the pool. */
+static void
+reader_keep_handle(Reader *r, CURL *h)
+{
+    if (r->spare == NULL) {
+        xfer_count_connects(&r->client->pool, h);
+        r->spare = h;
+    } else {
+        xfer_give(&r->client->pool, h);
+    }
+}
+
 /* Ends the open transfer where it stands; curl closes a connection whose reply
  * was not read to its end. The handle goes back to the pool. */
 static void
@@ -410,7 +426,7 @@ reader_drop(Reader *r)
     }
     curl_multi_remove_handle(r->multi, h);
     xfer_finish(h, &r->call.req, CURLE_OK);
-    xfer_give(&r->client->pool, h);
+    reader_keep_handle(r, h);
     r->h = NULL;
     r->paused = 0;
 }
@@ -430,7 +446,8 @@ reader_start(Reader *r)
         return reader_fail(r, "ClientError", r->call.local_error);
     r->call.req.sink = reader_sink;
     r->call.req.sink_ud = r;
-    h = xfer_take_extra(&c->pool, &c->opts);
+    h = r->spare ? r->spare : xfer_take_extra(&c->pool, &c->opts);
+    r->spare = NULL;
     if (h == NULL)
         return reader_fail(r, "ClientError", "cannot create a connection handle");
     xfer_setup(h, &c->opts, &r->call.req);
@@ -459,7 +476,7 @@ reader_done(Reader *r, CURLcode rc)
     curl_multi_remove_handle(r->multi, h);
     xr = xfer_finish(h, &r->call.req, rc);
     r->multi_sock = r->call.req.sock;
-    xfer_give(&r->client->pool, h);
+    reader_keep_handle(r, h);
     r->h = NULL;
     r->paused = 0;
     if (r->err_msg)
@@ -706,6 +723,7 @@ reader_forget_parent(Reader *r)
         return;
     r->pid = xfer_pid();
     r->h = NULL;
+    r->spare = NULL;
     r->paused = 0;
     r->multi = NULL;
     r->multi_sock = CURL_SOCKET_BAD;
@@ -727,7 +745,7 @@ reader_enter(Reader *r)
     if (r->multi == NULL) {
         if (client_check_fork(r->client) < 0)
             return -1;
-        if ((r->multi = xfer_multi_take(&r->client->pool, &r->multi_sock)) == NULL) {
+        if ((r->multi = xfer_multi_take(&r->client->pool, &r->multi_sock, &r->spare)) == NULL) {
             PyErr_NoMemory();
             return -1;
         }
@@ -905,10 +923,14 @@ reader_release(Reader *r)
         r->call_live = 0;
     }
     if (r->multi) {
-        /* with the connection of a body read to its end, for the next Reader */
-        xfer_multi_give(&r->client->pool, r->multi, r->multi_sock);
+        /* with the connection of a body read to its end, and the handle, for the
+         * next Reader */
+        xfer_multi_give(&r->client->pool, r->multi, r->multi_sock, r->spare);
         r->multi = NULL;
+    } else if (r->spare) {
+        xfer_give(&r->client->pool, r->spare);
     }
+    r->spare = NULL;
     gz_end(&r->gz);
     buf_free(&r->buf);
     buf_free(&r->pending);
@@ -1032,7 +1054,7 @@ reader_open(Client *c, PyObject *key, int decompress, Py_ssize_t buffer_size, in
     r->attempt = 1;
     if (client_check_fork(c) < 0)
         goto fail;
-    r->multi = xfer_multi_take(&c->pool, &r->multi_sock);
+    r->multi = xfer_multi_take(&c->pool, &r->multi_sock, &r->spare);
     r->md5 = EVP_MD_CTX_new();
     if (r->multi == NULL || r->md5 == NULL) {
         PyErr_NoMemory();
@@ -1044,10 +1066,13 @@ reader_open(Client *c, PyObject *key, int decompress, Py_ssize_t buffer_size, in
         goto fail;
     }
     r->busy = 0;
-    /* the head of the first reply: no later attempt has replaced it */
-    r->meta = call_head_dict(&r->call.req);
-    if (r->meta == NULL)
+    /* the head of the first reply (no later attempt has replaced it), kept for
+     * meta and content_encoding: most readers never ask for them */
+    if (r->call.req.head.len &&
+        buf_append(&r->head0, r->call.req.head.data, r->call.req.head.len) < 0) {
+        PyErr_NoMemory();
         goto fail;
+    }
     return (PyObject *)r;
 fail:
     Py_DECREF(r);
@@ -1083,6 +1108,7 @@ reader_dealloc(PyObject *self)
     if (r->client)
         reader_release(r);   /* needs the Client's pool: before the reference goes */
     Py_CLEAR(r->meta);
+    buf_free(&r->head0);
     Py_CLEAR(r->key);
     Py_CLEAR(r->client);
     tp->tp_free(self);
@@ -1102,7 +1128,9 @@ reader_get_meta(PyObject *self, void *closure)
     Reader *r = (Reader *)self;
 
     (void)closure;
-    return Py_NewRef(r->meta ? r->meta : Py_None);
+    if (r->meta == NULL)
+        r->meta = call_head_dict(&r->head0);
+    return Py_XNewRef(r->meta);
 }
 
 static PyObject *
@@ -1120,11 +1148,14 @@ static PyObject *
 reader_get_content_encoding(PyObject *self, void *closure)
 {
     Reader *r = (Reader *)self;
-    PyObject *v;
+    const char *v;
+    size_t len = 0;
 
     (void)closure;
-    v = r->meta ? PyDict_GetItemString(r->meta, "ContentEncoding") : NULL;
-    return Py_NewRef(v ? v : Py_None);
+    v = xfer_header_in(&r->head0, "content-encoding", &len);
+    if (v == NULL)
+        Py_RETURN_NONE;
+    return call_str_n(v, len);
 }
 
 static PyObject *

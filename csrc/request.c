@@ -1005,7 +1005,7 @@ static const head_field head_fields[] = {
 
 /* The reply's headers in boto3's head_object shape (LastModified in epoch seconds). */
 PyObject *
-call_head_dict(const xfer_request *r)
+call_head_dict(const buf_t *head)
 {
     PyObject *d = PyDict_New(), *meta = NULL;
     const head_field *f;
@@ -1015,7 +1015,7 @@ call_head_dict(const xfer_request *r)
         return NULL;
     for (f = head_fields; f->header; f++) {
         size_t len = 0;
-        const char *v = xfer_header(r, f->header, &len);
+        const char *v = xfer_header_in(head, f->header, &len);
         PyObject *o;
         if (v == NULL)
             continue;
@@ -1050,8 +1050,8 @@ call_head_dict(const xfer_request *r)
     meta = PyDict_New();
     if (meta == NULL)
         goto fail;
-    p = r->head.data;
-    end = p ? p + r->head.len : NULL;
+    p = head->data;
+    end = p ? p + head->len : NULL;
     while (p && p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         const char *colon;

@@ -115,7 +115,7 @@ const char *call_key_utf8(PyObject *key, Py_ssize_t *n);
 int call_dict_set_take(PyObject *d, const char *name, PyObject *v);
 PyObject *call_str_n(const char *p, size_t n);
 /* A reply's headers as boto3's head_object gives them (ContentType, ETag, ...). */
-PyObject *call_head_dict(const xfer_request *r);
+PyObject *call_head_dict(const buf_t *head);
 /* {"ETag": ..., "LastModified": ...} of a PUT or a copy. */
 PyObject *call_etag_result(s3_call *k);
 

@@ -84,11 +84,13 @@ xfer_pool_init(xfer_pool *p, int max)
     p->idle = calloc((size_t)max, sizeof(CURL *));
     p->idle_multi = calloc((size_t)max, sizeof(CURLM *));
     p->idle_multi_sock = calloc((size_t)max, sizeof(curl_socket_t));
+    p->idle_multi_spare = calloc((size_t)max, sizeof(CURL *));
     if (p->idle == NULL || p->idle_multi == NULL || p->idle_multi_sock == NULL ||
-        share_setup(p) < 0) {
+        p->idle_multi_spare == NULL || share_setup(p) < 0) {
         free(p->idle);
         free(p->idle_multi);
         free(p->idle_multi_sock);
+        free(p->idle_multi_spare);
         return -1;
     }
     pthread_mutex_init(&p->lock, NULL);
@@ -130,8 +132,11 @@ xfer_pool_destroy(xfer_pool *p)
     if (p->pid == xfer_pid()) {
         for (i = 0; i < p->nidle; i++)
             curl_easy_cleanup(p->idle[i]);
-        for (i = 0; i < p->nidle_multi; i++)
+        for (i = 0; i < p->nidle_multi; i++) {
             curl_multi_cleanup(p->idle_multi[i]);
+            if (p->idle_multi_spare[i])
+                curl_easy_cleanup(p->idle_multi_spare[i]);
+        }
         curl_share_cleanup(p->share);
         for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
             pthread_mutex_destroy(&p->share_locks[i]);
@@ -142,6 +147,7 @@ xfer_pool_destroy(xfer_pool *p)
     free(p->idle);
     free(p->idle_multi);
     free(p->idle_multi_sock);
+    free(p->idle_multi_spare);
     memset(p, 0, sizeof(*p));
 }
 
@@ -213,6 +219,17 @@ xfer_take_extra(xfer_pool *p, const xfer_opts *o)
 }
 
 void
+xfer_count_connects(xfer_pool *p, CURL *h)
+{
+    long connects = 0;
+
+    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects);
+    pthread_mutex_lock(&p->lock);
+    p->new_connections += connects;
+    pthread_mutex_unlock(&p->lock);
+}
+
+void
 xfer_give(xfer_pool *p, CURL *h)
 {
     long connects = 0;
@@ -232,15 +249,17 @@ xfer_give(xfer_pool *p, CURL *h)
 }
 
 CURLM *
-xfer_multi_take(xfer_pool *p, curl_socket_t *sock)
+xfer_multi_take(xfer_pool *p, curl_socket_t *sock, CURL **spare)
 {
     CURLM *m = NULL;
 
     *sock = CURL_SOCKET_BAD;
+    *spare = NULL;
     pthread_mutex_lock(&p->lock);
     if (p->nidle_multi > 0) {
         m = p->idle_multi[--p->nidle_multi];
         *sock = p->idle_multi_sock[p->nidle_multi];
+        *spare = p->idle_multi_spare[p->nidle_multi];
     }
     pthread_mutex_unlock(&p->lock);
     if (m == NULL && (m = curl_multi_init()) != NULL)
@@ -249,7 +268,7 @@ xfer_multi_take(xfer_pool *p, curl_socket_t *sock)
 }
 
 void
-xfer_multi_give(xfer_pool *p, CURLM *m, curl_socket_t sock)
+xfer_multi_give(xfer_pool *p, CURLM *m, curl_socket_t sock, CURL *spare)
 {
     int keep;
 
@@ -257,11 +276,15 @@ xfer_multi_give(xfer_pool *p, CURLM *m, curl_socket_t sock)
     keep = p->nidle_multi < p->max;
     if (keep) {
         p->idle_multi_sock[p->nidle_multi] = sock;
+        p->idle_multi_spare[p->nidle_multi] = spare;
         p->idle_multi[p->nidle_multi++] = m;
     }
     pthread_mutex_unlock(&p->lock);
-    if (!keep)
+    if (!keep) {
         curl_multi_cleanup(m);   /* closes the connection it kept */
+        if (spare)
+            curl_easy_cleanup(spare);
+    }
 }
 
 static double
@@ -572,12 +595,18 @@ xfer_request_free(xfer_request *r)
 const char *
 xfer_header(const xfer_request *r, const char *name, size_t *len)
 {
+    return xfer_header_in(&r->head, name, len);
+}
+
+const char *
+xfer_header_in(const buf_t *head, const char *name, size_t *len)
+{
     size_t nl = strlen(name);
-    const char *p = r->head.data, *end;
+    const char *p = head->data, *end;
 
     if (p == NULL)
         return NULL;   /* a reply without header lines (and NULL + 0 is undefined) */
-    end = p + r->head.len;
+    end = p + head->len;
     while (p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         if (eol == NULL)

@@ -26,6 +26,7 @@ typedef struct {
     int nidle;
     CURLM **idle_multi;   /* LIFO of multi handles not in use, each with its connection */
     curl_socket_t *idle_multi_sock;  /* that connection's socket, as far as known */
+    CURL **idle_multi_spare;         /* an easy handle kept with it, or NULL */
     int nidle_multi;
     int created;
     int max;
@@ -113,6 +114,9 @@ CURL *xfer_take_extra(xfer_pool *p, const xfer_opts *o);
 void xfer_setup(CURL *h, const xfer_opts *o, xfer_request *r);
 int xfer_finish(CURL *h, xfer_request *r, CURLcode rc);
 void xfer_give(xfer_pool *p, CURL *h);
+/* What xfer_give() counts of a transfer's new connections, for a handle its
+ * driver keeps for the next transfer instead. */
+void xfer_count_connects(xfer_pool *p, CURL *h);
 /* A multi handle for such a driver. On a multi handle connections live in the
  * multi handle's cache, not the easy handle's: the pool keeps idle multi handles
  * (most recently used first) with the one connection each kept, so that the next
@@ -120,12 +124,16 @@ void xfer_give(xfer_pool *p, CURL *h);
  * full pool closes it. NULL: out of memory. Pure C, any thread. *sock gets the
  * socket of the connection it kept as far as known (xfer_request.sock of its last
  * transfer, given back with it), or CURL_SOCKET_BAD: libcurl tells the socket of a
- * multi handle's connection to no one between transfers. */
-CURLM *xfer_multi_take(xfer_pool *p, curl_socket_t *sock);
-void xfer_multi_give(xfer_pool *p, CURLM *m, curl_socket_t sock);
+ * multi handle's connection to no one between transfers. *spare gets the easy
+ * handle given back with it (in no multi handle; an extra one, set up for no
+ * request), or NULL: a driver's next transfer needs no new handle. */
+CURLM *xfer_multi_take(xfer_pool *p, curl_socket_t *sock, CURL **spare);
+void xfer_multi_give(xfer_pool *p, CURLM *m, curl_socket_t sock, CURL *spare);
 
 /* The value of a response header (case-insensitive name), or NULL. */
 const char *xfer_header(const xfer_request *r, const char *name, size_t *len);
+/* The same lookup in header lines kept apart from their request. */
+const char *xfer_header_in(const buf_t *head, const char *name, size_t *len);
 
 /* Whether an attempt that ended so is worth another: transport failures that
  * did not come from the sink, 5xx gateways, 429 and the throttling codes. */

@@ -187,6 +187,22 @@ def test_meta_size_and_encoding(client: _s3.Client, prefix: str) -> None:
         assert r.readable() and r.seekable() and not r.writable()
 
 
+
+def test_meta_is_the_first_replys_after_ranged_gets(client: _s3.Client, prefix: str) -> None:
+    # meta is made when first asked, from the first reply's headers kept apart: a
+    # later ranged GET (another Content-Length) must not show through
+    data = blob(2 * MiB, seed=5)
+    put = client.put_object(prefix + "k", data, metadata={"origin": "first"})
+    with client.reader(prefix + "k", buffer_size=64 * 1024) as r:
+        assert r.read(10) == data[:10]
+        r.seek(MiB)
+        assert r.read(10) == data[MiB:MiB + 10]
+        assert r.requests == 2
+        assert r.meta["ContentLength"] == len(data) and r.meta["ETag"] == put["ETag"]
+        assert r.meta["Metadata"] == {"origin": "first"}
+        assert r.meta is r.meta and r.content_encoding is None
+    assert r.meta["ContentLength"] == len(data)   # still there once closed
+
 def test_missing_key_raises_file_not_found_at_open(client: _s3.Client, prefix: str) -> None:
     with pytest.raises(FileNotFoundError) as info:
         client.reader(prefix + "nothing-here")
