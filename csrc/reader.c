@@ -409,7 +409,7 @@ reader_keep_handle(Reader *r, CURL *h)
 }
 
 /* Ends the open transfer where it stands; curl closes a connection whose reply
- * was not read to its end. The handle goes back to the pool. */
+ * was not read to its end. The handle stays for the next transfer. */
 static void
 reader_drop(Reader *r)
 {

@@ -1,5 +1,5 @@
 /* url: the storage's url() in C (see url.h). The forms and the names taken here
- * are the ones storage.py's _url() builds the same way; tests/test_url_fast.py
+ * are the ones storage.py's _s3_url() builds the same way; tests/test_url_fast.py
  * compares the two byte for byte. */
 #include "url.h"
 
