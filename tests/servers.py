@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from contextlib import contextmanager
 from types import ModuleType
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from xml.sax.saxutils import escape
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self: Python 3.11+
@@ -261,6 +262,28 @@ class ScriptedS3:
 
     def answer(self, seen: Seen) -> Reply:
         raise NotImplementedError
+
+
+def listing_reply(keys: Iterable[str], query: dict[str, list[str]]) -> Reply:
+    """A ListObjectsV2 reply over `keys` as S3 gives it: in UTF-8 byte order, with
+    the query's prefix, delimiter and max-keys (a token, but no continuation)."""
+    prefix = query.get("prefix", [""])[0]
+    delimiter = query.get("delimiter", [""])[0]
+    room = int(query.get("max-keys", ["1000"])[0])
+    entries: list[tuple[bool, str]] = []  # (a common prefix, the name)
+    for key in sorted(k for k in keys if k.startswith(prefix)):
+        cut = key.find(delimiter, len(prefix)) if delimiter else -1
+        entry = (False, key) if cut < 0 else (True, key[:cut + len(delimiter)])
+        if not entries or entries[-1] != entry:
+            entries.append(entry)
+    shown, truncated = entries[:room], len(entries) > room
+    body = "".join(
+        f"<CommonPrefixes><Prefix>{escape(name)}</Prefix></CommonPrefixes>" if common
+        else f"<Contents><Key>{escape(name)}</Key><Size>1</Size></Contents>"
+        for common, name in shown)
+    token = f"<NextContinuationToken>t{len(shown)}</NextContinuationToken>" if truncated else ""
+    return Reply(200, (f"<ListBucketResult><IsTruncated>{str(truncated).lower()}</IsTruncated>"
+                       f"{token}{body}</ListBucketResult>").encode())
 
 
 @contextmanager

@@ -24,7 +24,7 @@ from django_s3_storage import _s3
 from django_s3_storage.storage import S3Storage
 
 from conftest import BUCKET, S3Target
-from servers import Reply, ScriptedS3, Seen, in_forked_child
+from servers import Reply, ScriptedS3, Seen, in_forked_child, listing_reply
 
 MiB = 1 << 20
 WRITERS = 8
@@ -289,7 +289,7 @@ def test_writer_if_none_match_must_be_a_bool(client: _s3.Client) -> None:
 
 
 class RacyS3(ScriptedS3):
-    """Just enough S3 for save() on a ScriptedServer: HEAD, an empty listing, PUT,
+    """Just enough S3 for save() on a ScriptedServer: HEAD, a listing, PUT,
     multipart. `taken(key, seen)` decides, for each request that commits (the PUT, the
     Complete), whether another writer got there first: then it answers that error
     (412 PreconditionFailed by default) and the key exists from then on."""
@@ -317,8 +317,7 @@ class RacyS3(ScriptedS3):
         key = urllib.parse.unquote(url.path).split("/", 2)[2] if url.path.count("/") >= 2 else ""
         with self.lock:
             if seen.method == "GET" and "list-type" in query:
-                return Reply(200, b"<ListBucketResult><IsTruncated>false</IsTruncated>"
-                                  b"<KeyCount>0</KeyCount></ListBucketResult>")
+                return listing_reply(self.stored, query)
             if seen.method == "HEAD":
                 return Reply(200) if key in self.stored else Reply(404)
             if seen.method == "POST" and "uploads" in query:
@@ -484,49 +483,35 @@ def test_names_taken_again_and_again_give_up_with_a_clear_error() -> None:
         assert repr(last) in str(info.value)
 
 
-class SlowHeads(RacyS3):
-    """RacyS3 whose HEADs answer after `delay` seconds; it notes when each HEAD and
-    listing arrived."""
-
-    def __init__(self, delay: float, dirs: tuple[str, ...] = ()) -> None:
-        super().__init__(lambda key, seen: False)
-        self.delay, self.dirs = delay, dirs
-        self.arrived: list[tuple[str, float]] = []
-
-    def answer(self, seen: Seen) -> Reply:
-        query = urllib.parse.parse_qs(urllib.parse.urlsplit(seen.path).query)
-        kind = "LIST" if "list-type" in query else seen.method
-        with self.lock:
-            self.arrived.append((kind, time.monotonic()))
-        if kind == "LIST" and query.get("prefix", [""])[0] in self.dirs:
-            return Reply(200, b"<ListBucketResult><IsTruncated>false</IsTruncated><Contents>"
-                              b"<Key>x</Key><Size>1</Size></Contents></ListBucketResult>")
-        reply = super().answer(seen)
-        if kind == "HEAD":
-            reply.delay = self.delay
-        return reply
-
-
-def test_save_asks_head_and_directory_listing_at_once() -> None:
-    """save()'s check that a name is free sends the HEAD and the "directory" LIST
-    together: the LIST arrives while the HEAD waits for its answer. A name that is a
-    "directory" is still taken, as in 0.15, and a forked child does the same."""
-    with SlowHeads(0.6, dirs=("taken.txt/",)) as fake:
+def test_save_asks_one_listing_whether_a_name_is_free() -> None:
+    """save()'s check that a name is free is one LIST of what starts with the key,
+    no HEAD: it answers for the file and for a "directory" of that name, as 0.15's
+    HEAD and LIST did. Only a listing that stops at a name between the key and
+    key + "/" (key-1, key.bak) needs the "directory" LIST of its own. A forked
+    child does the same."""
+    with RacyS3(lambda key, seen: False) as fake:
+        old = {"file.txt": b"f", "dir.txt/x": b"d", "past.txt0": b"p", "near.txt-1": b"n",
+               "near.txt.bak": b"n", "nearer.txt-1": b"n", "nearer.txt/y": b"n"}
+        fake.stored.update(old)
         storage = scripted_storage(fake)
-        assert storage.save("free.txt", ContentFile(b"a")) == "free.txt"
-        kinds = [k for k, _ in fake.arrived]
-        assert kinds == ["HEAD", "LIST", "PUT"] or kinds == ["LIST", "HEAD", "PUT"]
-        (_, t_head), = [a for a in fake.arrived if a[0] == "HEAD"]
-        (_, t_list), = [a for a in fake.arrived if a[0] == "LIST"]
-        assert abs(t_list - t_head) < 0.4      # not one after the other's 0.6 s
 
-        saved = storage.save("taken.txt", ContentFile(b"b"))
-        assert saved != "taken.txt" and saved.startswith("taken_") and saved.endswith(".txt")
-        assert fake.stored[saved] == b"b" and "taken.txt" not in fake.stored
+        def save(name: str) -> tuple[str, list[str]]:
+            before = len(fake.seen)
+            saved = storage.save(name, ContentFile(b"new"))
+            kinds = ["LIST" if "list-type" in s.path else s.method for s in fake.seen[before:]]
+            return saved, kinds
 
-        fake.delay = 0.0
-        assert storage.exists("free.txt") and not storage.exists("nothing.txt")
-        fake.arrived.clear()
+        assert save("free.txt") == ("free.txt", ["LIST", "PUT"])
+        assert save("past.txt") == ("past.txt", ["LIST", "PUT"])     # listed beyond "past.txt/"
+        assert save("near.txt") == ("near.txt", ["LIST", "LIST", "PUT"])
+        for taken in ("file.txt", "dir.txt", "nearer.txt"):
+            saved, kinds = save(taken)
+            root = taken.removesuffix(".txt")
+            assert saved.startswith(root + "_") and saved.endswith(".txt"), saved
+            assert "HEAD" not in kinds and kinds[-1] == "PUT" and fake.stored[saved] == b"new"
+        assert all(fake.stored[k] == v for k, v in old.items())
+        assert storage.exists("file.txt") and storage.exists("dir.txt")
+        assert not storage.exists("near.txt.b")
         assert in_forked_child(lambda: 0 if storage.save(
             "child.txt", ContentFile(b"c")) == "child.txt" else 1) == 0
         assert fake.stored["child.txt"] == b"c"

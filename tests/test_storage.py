@@ -357,6 +357,24 @@ def test_get_available_name(storage: S3Storage) -> None:
     assert len(short) <= 14 and short.startswith("ta_") and short.endswith(".txt")
 
 
+def test_save_tells_a_taken_name_from_names_that_start_the_same(storage: S3Storage) -> None:
+    """save() asks one listing whether a name is free: on the suite's server, the
+    file and a "directory" of the name are told apart from names that only start
+    the same way, before and after the name + "/" in the listing's order."""
+    for name in ("near.txt-1", "near.txt.bak", "nearer.txt-1", "nearer.txt/in", "dir.txt/in",
+                 "past.txt0", "file.txt", "\u00e9.txt"):
+        assert storage.save(name, ContentFile(b"old")) == name
+    for free in ("near.txt", "past.txt", "fresh.txt", "\u00e9"):
+        assert storage.save(free, ContentFile(b"new")) == free
+    for taken in ("nearer.txt", "dir.txt", "file.txt", "\u00e9.txt"):
+        saved = storage.save(taken, ContentFile(b"new"))
+        assert saved != taken and saved.startswith(taken[:-4] + "_") and saved.endswith(".txt")
+        with storage.open(saved) as f:
+            assert f.read() == b"new"
+    with storage.open("file.txt") as f:
+        assert f.read() == b"old"
+
+
 def test_get_available_name_with_overwrite(s3: S3Target, prefix: str) -> None:
     storage = S3Storage(aws_s3_file_overwrite=True, aws_s3_key_prefix=prefix)
     storage.save("taken.txt", ContentFile(b"x"))
