@@ -250,6 +250,11 @@ reader_check_first(Reader *r)
 
     if (q->status != 200)
         return reader_fail(r, "InvalidReply", "the GET was not answered with 200 OK");
+    /* this reply's head, kept for meta and content_encoding (most readers never
+     * ask for them): a retry's 206 later replaces q->head, not this */
+    buf_clear(&r->head0);
+    if (buf_append(&r->head0, q->head.data ? q->head.data : "", q->head.len) < 0)
+        return reader_fail(r, "ClientError", "out of memory");
     v = xfer_header(q, "content-length", &len);
     if (v == NULL || parse_ll(v, len, &r->stored_len) < 0)
         return reader_fail(r, "InvalidReply", "the reply has no valid Content-Length");
@@ -1066,13 +1071,6 @@ reader_open(Client *c, PyObject *key, int decompress, Py_ssize_t buffer_size, in
         goto fail;
     }
     r->busy = 0;
-    /* the head of the first reply (no later attempt has replaced it), kept for
-     * meta and content_encoding: most readers never ask for them */
-    if (r->call.req.head.len &&
-        buf_append(&r->head0, r->call.req.head.data, r->call.req.head.len) < 0) {
-        PyErr_NoMemory();
-        goto fail;
-    }
     return (PyObject *)r;
 fail:
     Py_DECREF(r);
