@@ -255,6 +255,40 @@ url_method_get_doc(PyObject *self_, void *closure)
     return PyObject_GetAttrString(self->fallback, "__doc__");
 }
 
+/* What a function has and the descriptor has not (__name__, __qualname__,
+ * __annotations__; __module__, which the type's own would hide) comes from the
+ * function it stands for, as functools.wraps would have copied it: pickle names
+ * a bound method by __name__, repr() shows __qualname__. */
+static PyObject *
+url_method_getattro(PyObject *self_, PyObject *name)
+{
+    UrlMethod *self = (UrlMethod *)self_;
+    PyObject *res;
+
+    if (self->fallback != NULL && PyUnicode_Check(name) &&
+        PyUnicode_CompareWithASCIIString(name, "__module__") == 0)
+        return PyObject_GetAttr(self->fallback, name);
+    res = PyObject_GenericGetAttr(self_, name);
+    if (res != NULL || self->fallback == NULL || !PyErr_ExceptionMatches(PyExc_AttributeError))
+        return res;
+    PyErr_Clear();
+    return PyObject_GetAttr(self->fallback, name);
+}
+
+/* pickle and copy take it for the global it is: S3Storage.url of its module. */
+static PyObject *
+url_method_reduce(PyObject *self_, PyObject *unused)
+{
+    UrlMethod *self = (UrlMethod *)self_;
+
+    (void)unused;
+    if (self->fallback == NULL) {
+        PyErr_SetString(PyExc_TypeError, "cannot pickle a UrlMethod without its function");
+        return NULL;
+    }
+    return PyObject_GetAttrString(self->fallback, "__qualname__");
+}
+
 static int
 url_method_traverse(PyObject *self_, visitproc visit, void *arg)
 {
@@ -293,6 +327,11 @@ static PyMemberDef url_method_members[] = {
     {NULL, 0, 0, 0, NULL},
 };
 
+static PyMethodDef url_method_methods[] = {
+    {"__reduce__", url_method_reduce, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyGetSetDef url_method_getset[] = {
     {"__doc__", url_method_get_doc, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -308,6 +347,8 @@ static PyType_Slot url_method_slots[] = {
     {Py_tp_dealloc, url_method_dealloc},
     {Py_tp_members, url_method_members},
     {Py_tp_getset, url_method_getset},
+    {Py_tp_methods, url_method_methods},
+    {Py_tp_getattro, url_method_getattro},
     {0, NULL},
 };
 

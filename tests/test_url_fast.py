@@ -2,8 +2,10 @@
 storage.py's own path (_url) gives, for every form and a set of hard names."""
 from __future__ import annotations
 
+import copy
 import gc
 import inspect
+import pickle
 import weakref
 from typing import Any
 
@@ -134,6 +136,24 @@ def test_a_storage_made_for_one_url_is_freed_at_once() -> None:
         assert gone() is None
     finally:
         gc.enable()
+
+
+def test_url_reads_as_the_function_it_stands_for() -> None:
+    """S3Storage.url, a C descriptor, has the function's name, module and
+    annotations: a bound url() pickles (by its __name__, as any method), repr()
+    names it, and the descriptor itself pickles and copies as the global it is."""
+    storage = S3Storage(**BASE, aws_s3_bucket_auth=False)
+    method = S3Storage.url
+    assert (method.__name__, method.__qualname__) == ("url", "S3Storage.url")
+    assert method.__module__ == "django_s3_storage.storage"
+    assert "name" in method.__annotations__ and "expire" in method.__annotations__
+    assert repr(storage.url).startswith("<bound method S3Storage.url of ")
+    assert pickle.loads(pickle.dumps(method)) is method
+    assert copy.copy(method) is method and copy.deepcopy(method) is method
+    again = pickle.loads(pickle.dumps(storage.url))
+    assert again("a b.txt") == storage.url("a b.txt") == ENDPOINT + "/url-bucket/a%20b.txt"
+    with pytest.raises(AttributeError):
+        method.no_such_attribute  # noqa: B018
 
 
 def test_a_subclass_keeps_its_own_url() -> None:
