@@ -459,7 +459,7 @@ reader_start(Reader *r)
     r->call.req.sock = r->multi_sock;   /* the multi's connection, not the handle's */
     if (curl_multi_add_handle(r->multi, h) != CURLM_OK) {
         xfer_finish(h, &r->call.req, CURLE_OK);
-        xfer_give(&c->pool, h);
+        r->spare = h;   /* it ran no transfer: kept, its last one counted already */
         return reader_fail(r, "ClientError", "cannot start a transfer");
     }
     r->h = h;
