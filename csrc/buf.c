@@ -244,3 +244,40 @@ buf_free_secure(buf_t *b)
         OPENSSL_cleanse(b->data, b->cap);
     buf_free(b);
 }
+
+void
+buf_hide_userinfo(char *text)
+{
+    static const char stops[] = " \t\r\n'\"<>`()[]{}";
+    char *tok = text, *end, *at, *from, *q;
+    size_t n;
+
+    while (*tok) {
+        tok += strspn(tok, stops);
+        n = strcspn(tok, stops);
+        end = tok + n;
+        at = NULL;
+        for (q = tok; q < end; q++)
+            if (*q == '@')
+                at = q;
+        if (at == NULL) {
+            tok = end;
+            continue;
+        }
+        /* scheme://user:password@host: the scheme stays */
+        from = tok;
+        for (q = tok; q + 3 <= at; q++)
+            if (memcmp(q, "://", 3) == 0) {
+                from = q + 3;
+                break;
+            }
+        if (at - from >= 3) {
+            memcpy(from, "***", 3);
+            memmove(from + 3, at, strlen(at) + 1);
+            tok = from + 3 + (size_t)(end - at);
+        } else {
+            memset(from, '*', (size_t)(at - from));
+            tok = end;
+        }
+    }
+}

@@ -42,5 +42,9 @@ void buf_clear(buf_t *b);                              /* len = 0, keeps memory 
 void buf_free(buf_t *b);
 /* Wipes the contents before freeing: for buffers that held secrets. */
 void buf_free_secure(buf_t *b);
+/* Hides what comes before the last '@' of each word of a text (after its
+ * "scheme://", which stays): libcurl quotes a proxy URL it cannot parse, password
+ * and all, in its error texts. Over-hiding (an '@' in a path) costs nothing. */
+void buf_hide_userinfo(char *text);
 
 #endif

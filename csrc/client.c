@@ -196,6 +196,56 @@ printable_token(const char *s)
     return 1;
 }
 
+/* The first of `names` set in the environment, with libcurl's precedence, and
+ * its name; "" when none is. Read with the GIL (os.environ writes hold it). */
+static const char *
+env_first(const char *const *names, const char **which)
+{
+    const char *v;
+
+    for (*which = names[0]; *names; names++)
+        if ((v = getenv(*names)) != NULL) {
+            *which = *names;
+            return v;
+        }
+    return "";
+}
+
+/* Without a proxy setting, the environment's proxy for the endpoint's scheme and
+ * NO_PROXY, as libcurl would read them (http_proxy in lower case only), copied
+ * once: a value with control characters or over 2048 characters is a ValueError
+ * naming the variable, not its value (it may hold a password). -1: set. */
+static int
+client_env_proxy(Client *self)
+{
+    static const char *const https_vars[] = {"https_proxy", "HTTPS_PROXY", "all_proxy",
+                                             "ALL_PROXY", NULL};
+    static const char *const http_vars[] = {"http_proxy", "all_proxy", "ALL_PROXY", NULL};
+    static const char *const no_vars[] = {"no_proxy", "NO_PROXY", NULL};
+    const char *names[2], *vals[2];
+    char **out[2] = {&self->env_proxy, &self->env_noproxy};
+    size_t i, j;
+
+    vals[0] = env_first(self->https ? https_vars : http_vars, &names[0]);
+    vals[1] = env_first(no_vars, &names[1]);
+    for (i = 0; i < 2; i++) {
+        for (j = 0; vals[i][j]; j++)
+            if ((unsigned char)vals[i][j] < 0x20 || vals[i][j] == 0x7f)
+                break;
+        if (vals[i][j] || j > CLIENT_ENDPOINT_MAX) {
+            PyErr_Format(PyExc_ValueError, "%s in the environment must be at most %d "
+                         "characters without control characters", names[i],
+                         CLIENT_ENDPOINT_MAX);
+            return -1;
+        }
+        if ((*out[i] = dup_str(vals[i])) == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static void
 client_free_strings(Client *self)
 {
@@ -207,6 +257,8 @@ client_free_strings(Client *self)
     free(self->ca_bundle);
     free(self->system_ca);
     free(self->proxy);
+    free(self->env_proxy);
+    free(self->env_noproxy);
     free(self->user_agent);
     free(self->url_prefix);
     free(self->url_public);
@@ -214,6 +266,7 @@ client_free_strings(Client *self)
     self->url_mode = 0;
     self->endpoint = self->bucket = self->region = self->base = self->ca_bundle = NULL;
     self->public_base = self->proxy = self->user_agent = self->system_ca = NULL;
+    self->env_proxy = self->env_noproxy = NULL;
 }
 
 static int
@@ -381,6 +434,10 @@ client_init(PyObject *self_, PyObject *args, PyObject *kw)
     self->opts.verify = verify;
     self->opts.ca_bundle = self->ca_bundle ? self->ca_bundle : self->system_ca;
     self->opts.proxy = self->proxy;
+    if (!self->proxy && client_env_proxy(self) < 0)
+        goto done;
+    self->opts.env_proxy = self->env_proxy;
+    self->opts.env_noproxy = self->env_noproxy;
     self->opts.user_agent = self->user_agent;
     memset(&cfg, 0, sizeof(cfg));
     cfg.access_key = access;
@@ -676,6 +733,8 @@ client_get_object(PyObject *self_, PyObject *args, PyObject *kw)
     k.sink_kind = SINK_BODY;
     k.decompress = decompress;
     k.spool_max = (size_t)spool_max;
+    if (spool_dir == NULL && spool_max > 0)
+        spool_dir = getenv("TMPDIR");   /* read here, with the GIL (os.environ writes hold it) */
     if (spool_dir && (k.spool_dir = dup_str(spool_dir)) == NULL) {
         PyErr_NoMemory();
         goto done;

@@ -31,6 +31,8 @@ typedef struct {
     char *ca_bundle;
     char *system_ca;        /* the system's CA bundle: where ca_bundle is NULL */
     char *proxy;
+    char *env_proxy;        /* without proxy: the environment's, read at creation */
+    char *env_noproxy;      /* and its NO_PROXY ("": none) */
     char *user_agent;
     pthread_mutex_t where_lock;
     unsigned where_gen;     /* bumped by each change of region */

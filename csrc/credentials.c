@@ -486,13 +486,14 @@ json_string(const char **pp, const char *e, buf_t *out)
 }
 
 /* Parses {"name": value, ...}: vals[i] gets a copy of names[i]'s value (numbers
- * and literals as written), or stays NULL. Nested values are refused. */
+ * and literals as written), or stays NULL, as it does for null (botocore reads a
+ * null token as none, not as the token "null"). Nested values are refused. */
 static int
 json_flat(const char *p, size_t n, const char *const *names, char **vals)
 {
     const char *e = p + n;
     buf_t k = BUF_INIT, v = BUF_INIT;
-    int rc = -1, i;
+    int rc = -1, i, null;
 
     p = json_ws(p, e);
     if (p >= e || *p != '{')
@@ -511,6 +512,7 @@ json_flat(const char *p, size_t n, const char *const *names, char **vals)
         p = json_ws(p + 1, e);
         if (p >= e)
             goto done;
+        null = 0;
         if (*p == '"') {
             if (json_string(&p, e, &v) < 0)
                 goto done;
@@ -524,11 +526,12 @@ json_flat(const char *p, size_t n, const char *const *names, char **vals)
             buf_clear(&v);
             if (buf_append(&v, s, (size_t)(p - s)) < 0)
                 goto done;
+            null = p - s == 4 && memcmp(s, "null", 4) == 0;
         }
         for (i = 0; names[i]; i++)
             if (k.len == strlen(names[i]) && memcmp(k.data, names[i], k.len) == 0) {
                 wipe_free(&vals[i]);
-                if ((vals[i] = dup_n(v.data ? v.data : "", v.len)) == NULL)
+                if (!null && (vals[i] = dup_n(v.data ? v.data : "", v.len)) == NULL)
                     goto done;
             }
         p = json_ws(p, e);
@@ -779,6 +782,7 @@ http_call(const chain *ch, const char *method, const char *url,
                      REPLY_MAX);
         else if (r->errbuf[0] == '\0')
             snprintf(r->errbuf, sizeof(r->errbuf), "%s", curl_easy_strerror(rc));
+        buf_hide_userinfo(r->errbuf);
         return -1;
     }
     return 0;
@@ -954,9 +958,11 @@ sts_call(chain *ch, const char *form, const cred_set *signer, const char *what,
     const char *region;
     char w[3][200];
     const char *const whats[3] = {w[0], w[1], w[2]};
-    /* what an error text must not repeat, even in part */
-    const char *const secrets[3] = {hide, signer ? signer->session_token : NULL,
-                                    signer ? signer->secret_key : NULL};
+    char sig[65] = "";
+    /* what an error text must not repeat, even in part: the request's signature
+     * too (an echo of it could be replayed for a while) */
+    const char *const secrets[4] = {hide, signer ? signer->session_token : NULL,
+                                    signer ? signer->secret_key : NULL, sig};
     int rc = -1, i, parsed = 0, custom = 0;
     time_t exp = 0;
 
@@ -979,6 +985,7 @@ sts_call(chain *ch, const char *form, const cred_set *signer, const char *what,
         sigv4_url u;
         sigv4_header h[4];
         char hash[65];
+        const char *v;
         size_t nh = 0;
         memset(&ctx, 0, sizeof(ctx));
         ctx.md = c->md;
@@ -999,6 +1006,8 @@ sts_call(chain *ch, const char *form, const cred_set *signer, const char *what,
             h[nh++] = (sigv4_header){"x-amz-security-token", 20, signer->session_token,
                                      strlen(signer->session_token)};
         if (sigv4_authorization(&ctx, "POST", &u, h, nh, hash, &auth) < 0 ||
+            (v = strstr(auth.data, "Signature=")) == NULL ||
+            snprintf(sig, sizeof(sig), "%s", v + 10) < 0 ||
             buf_printf(&line, "X-Amz-Date: %s", ctx.amz_date) < 0 ||
             (t = curl_slist_append(hl, line.data)) == NULL)
             goto oom;
@@ -1029,11 +1038,11 @@ sts_call(chain *ch, const char *form, const cred_set *signer, const char *what,
         buf_printf(&ch->err, "%s: STS at %s answered HTTP %ld", what, url.data, r.status);
         if (parsed && sp.code[0]) {
             buf_puts(&ch->err, " ");
-            put_server_text(&ch->err, sp.code, secrets, 3);
+            put_server_text(&ch->err, sp.code, secrets, 4);
         }
         if (parsed && sp.message[0]) {
             buf_puts(&ch->err, ": ");
-            put_server_text(&ch->err, sp.message, secrets, 3);
+            put_server_text(&ch->err, sp.message, secrets, 4);
         }
         goto done;
     }

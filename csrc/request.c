@@ -296,9 +296,7 @@ spool_open(const char *dir)
     buf_t path = BUF_INIT;
     int fd = -1;
 
-    if (dir == NULL || dir[0] == '\0')
-        dir = getenv("TMPDIR");
-    if (dir == NULL || dir[0] == '\0')
+    if (dir == NULL || dir[0] == '\0')   /* $TMPDIR, read by the caller with the GIL */
         dir = "/tmp";
 #ifdef O_TMPFILE
     fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
@@ -770,9 +768,15 @@ proxy_secrets(const Client *c, buf_t *raw, buf_t *plain, buf_t *basic)
     buf_t up = BUF_INIT;
     int rc = -1;
 
-    if (s == NULL || (at = strchr(s + 3, '@')) == NULL)
+    if (s == NULL)
         return 0;
     s += 3;
+    /* user:password ends at the last '@' before the path, as proxy_valid() reads it */
+    for (at = s + strcspn(s, "/?#"); at > s && at[-1] != '@'; at--)
+        ;
+    if (at == s)
+        return 0;
+    at--;
     colon = memchr(s, ':', (size_t)(at - s));
     if (colon == NULL)
         colon = at;
@@ -880,9 +884,16 @@ call_raise(s3_call *k)
                   k->req.curl_rc == CURLE_COULDNT_RESOLVE_HOST)
                    ? "EndpointConnectionError"
                    : "TransportError";
-        int failed;
+        int failed, leaks;
+        if (call_secrets_get(k, &sec) < 0)
+            return PyErr_NoMemory();
+        /* libcurl's text, its URLs' user:password@ hidden already (xfer_finish) */
+        leaks = call_text_leaks(k->req.errbuf, secrets, 6);
+        call_secrets_free(&sec);
         pthread_mutex_lock(&c->where_lock);
-        failed = buf_printf(&m, "%s %s failed: %s", k->method, c->endpoint, k->req.errbuf) < 0;
+        failed = buf_printf(&m, "%s %s failed: %s", k->method, c->endpoint,
+                            leaks ? "(libcurl's text is not shown: it repeats a secret)"
+                                  : k->req.errbuf) < 0;
         pthread_mutex_unlock(&c->where_lock);
         if (failed)
             return PyErr_NoMemory();

@@ -54,7 +54,7 @@ typedef struct {
     buf_t out;                       /* the body while it fits in spool_max */
     size_t out_total;                /* bytes of body, in memory or in the file */
     size_t spool_max;                /* 0: always in memory */
-    char *spool_dir;                 /* NULL: $TMPDIR or /tmp */
+    char *spool_dir;                 /* NULL: /tmp (get_object passes $TMPDIR) */
     int spool_fd;                    /* -1 until the body spills to a file */
     const char *sink_error;
     /* results */

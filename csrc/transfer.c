@@ -183,6 +183,9 @@ new_handle(xfer_pool *p, const xfer_opts *o)
         curl_easy_setopt(h, CURLOPT_PROXY_SSL_VERIFYHOST, o->verify ? 2L : 0L);
         if (o->ca_bundle)
             curl_easy_setopt(h, CURLOPT_PROXY_CAINFO, o->ca_bundle);
+    } else {
+        curl_easy_setopt(h, CURLOPT_PROXY, o->env_proxy ? o->env_proxy : "");   /* "": none */
+        curl_easy_setopt(h, CURLOPT_NOPROXY, o->env_noproxy ? o->env_noproxy : "");
     }
     return h;
 }
@@ -563,6 +566,7 @@ xfer_finish(CURL *h, xfer_request *r, CURLcode rc)
             strncpy(r->errbuf, curl_easy_strerror(r->curl_rc), sizeof(r->errbuf) - 1);
             r->errbuf[sizeof(r->errbuf) - 1] = '\0';
         }
+        buf_hide_userinfo(r->errbuf);
         return -1;
     }
     return 0;

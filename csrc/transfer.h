@@ -41,7 +41,11 @@ typedef struct {
     int verify;            /* TLS peer and host name */
     const char *ca_bundle; /* NULL: libcurl's own (none in scripts/build-deps' build) */
     /* set once per handle: they must not change while the pool lives */
-    const char *proxy;      /* NULL: the environment's http_proxy, HTTPS_PROXY, NO_PROXY */
+    const char *proxy;      /* NULL: env_proxy and env_noproxy */
+    const char *env_proxy;  /* the environment's proxy ("": none) and NO_PROXY, read
+                             * once with the GIL: libcurl would read them itself on
+                             * every transfer, without it, racing os.environ */
+    const char *env_noproxy;
     const char *user_agent; /* NULL: none */
 } xfer_opts;
 

@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -644,6 +645,19 @@ def test_forked_child_does_not_share_the_parents_connections() -> None:
         assert c.get_object("after-fork")[0] == b"ok"
         assert c.connections_opened == 1          # the parent kept its connection
         assert len(fake.connections) == 2         # the child opened one of its own
+
+
+def test_a_spool_without_a_folder_goes_to_tmpdir(client: _s3.Client, prefix: str,
+                                                 tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # $TMPDIR is read when get_object is called, with the GIL: not from the
+    # transfer, which runs without it while os.environ may change
+    client.put_object(prefix + "big.bin", b"x" * 50000)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    body, _ = client.get_object(prefix + "big.bin", spool_max=1000)
+    with body:
+        where = os.readlink(f"/proc/self/fd/{body.fileno()}")
+        assert where.startswith(str(tmp_path) + "/") and body.read() == b"x" * 50000
 
 
 def test_large_bodies_spool_to_an_unlinked_file(client: _s3.Client, prefix: str,

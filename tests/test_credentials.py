@@ -24,7 +24,7 @@ from django_s3_storage import _s3
 from conftest import S3Target
 from cred_servers import (Answer, Blackhole, ContainerServer, CredServer, Creds, ImdsServer,
                           Seen, StsServer, creds_json, sts_xml)
-from servers import FakeS3, MotoServer, Reply, self_signed_cert
+from servers import FakeS3, MotoServer, Reply, Seen, self_signed_cert
 
 EXPIRED = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ExpiredToken</Code>'
            b"<Message>The provided token has expired.</Message><RequestId>r</RequestId></Error>")
@@ -320,6 +320,21 @@ def test_credential_process(fake_s3: CredServer, aws_files: Callable[..., None],
     assert len(fake_s3.seen) == 1
 
 
+def test_a_json_null_is_no_value(fake_s3: CredServer, aws_files: Callable[..., None],
+                                tmp_path: Path) -> None:
+    # botocore reads "SessionToken": null as no token: not as the token "null"
+    out = tmp_path / "process-output.json"
+    out.write_text(json.dumps({"Version": 1, "AccessKeyId": "AKIAPROCESS000002",
+                               "SecretAccessKey": "process-secret", "SessionToken": None,
+                               "Expiration": None}))
+    aws_files(config=f"[profile tool]\ncredential_process = cat '{out}'\n")
+    client = make_client(fake_s3.endpoint, profile="tool")
+    client.get_object("k")
+    assert key_ids(fake_s3) == ["AKIAPROCESS000002"]
+    assert "x-amz-security-token" not in fake_s3.seen[0].headers
+    assert "X-Amz-Security-Token" not in client.presign("GET", "k", expires=60)
+
+
 def test_a_credential_process_that_hangs_is_killed_at_the_read_timeout(
         fake_s3: CredServer, aws_files: Callable[..., None], tmp_path: Path) -> None:
     marker = tmp_path / "still-running"
@@ -357,6 +372,29 @@ def test_role_arn_with_source_profile_signs_assume_role_with_the_source_keys(
         assert seen.headers["Authorization"] == expected["Authorization"]
     assert key_ids(fake_s3) == ["ASIAASSUMEDROLE01"]
     assert fake_s3.seen[0].headers["x-amz-security-token"] == "role-token"
+
+
+def test_an_sts_error_that_echoes_the_requests_signature_is_not_shown(
+        fake_s3: CredServer, aws_files: Callable[..., None],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the AssumeRole request's signature could be replayed for a while: an error
+    # document that repeats it (a proxy, a custom STS endpoint) is not shown
+    aws_files(credentials="[base]\naws_access_key_id = AKIDBASEPROFILE01\n"
+                          "aws_secret_access_key = base-secret\n",
+              config=f"[profile app]\nrole_arn = {ROLE}\nsource_profile = base\n")
+    signatures: list[str] = []
+
+    def echo(seen: Seen) -> Reply:
+        signatures.append(seen.headers["Authorization"].split("Signature=")[1])
+        return Reply(403, f"<ErrorResponse><Error><Code>AccessDenied</Code><Message>not "
+                          f"for {signatures[-1]}</Message></Error></ErrorResponse>".encode())
+
+    with CredServer(echo) as sts:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts.endpoint)
+        with pytest.raises(_s3.S3Error, match="AccessDenied") as info:
+            make_client(fake_s3.endpoint, profile="app").get_object("k")
+    assert len(signatures[0]) == 64 and signatures[0][:16] not in error_texts(info.value)
+    assert "it repeats a secret" in str(info.value)
 
 
 def test_role_arn_with_credential_source_and_the_profiles_that_cannot_work(

@@ -474,6 +474,34 @@ def test_environment_no_proxy_bypasses_the_environment_proxy(
     assert proxy.requests == []
 
 
+def test_the_environment_proxy_is_read_when_the_client_is_made(
+        s3: S3Target, proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    # read once, with the GIL (libcurl would read it on every transfer without it,
+    # racing os.environ), as botocore reads it when its client is made
+    monkeypatch.setenv("http_proxy", proxy.url)
+    proxied = s3.client()
+    monkeypatch.delenv("http_proxy")
+    direct = s3.client()
+    monkeypatch.setenv("http_proxy", proxy.url)
+    direct.list_objects(max_keys=1)
+    assert proxy.requests == []
+    monkeypatch.delenv("http_proxy")
+    proxied.list_objects(max_keys=1)
+    assert [m for m, _ in proxy.requests] == ["GET"]
+
+
+@pytest.mark.parametrize("name", ["http_proxy", "all_proxy", "no_proxy", "NO_PROXY"])
+def test_an_environment_proxy_with_control_characters_is_refused_by_name(
+        proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv(name, "http://user:pa\x01ss@127.0.0.1:3128")
+    with pytest.raises(ValueError, match=f"^{name} in the environment") as info:
+        _s3.Client("b", endpoint_url="http://127.0.0.1:9", access_key="a", secret_key="b")
+    assert "pa" not in str(info.value).split(" in the environment")[1]
+    # a proxy setting leaves the environment's alone
+    _s3.Client("b", endpoint_url="http://127.0.0.1:9", access_key="a", secret_key="b",
+               proxy=proxy.url)
+
+
 def test_environment_https_proxy_tunnels_tls(
         tls_ca: dict[str, str], tls_fake: FakeS3, proxy: ForwardProxy,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -347,6 +347,35 @@ def test_web_identity(watch: Watch, tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert header(s3.seen[0], "X-Amz-Security-Token") == STS_CREDS.token
 
 
+def test_proxies_libcurl_cannot_parse(watch: Watch, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """libcurl quotes a proxy URL it cannot parse, password and all, in its error
+    text: a password with '@' in it given to the Client (its check takes the host
+    after the last '@', libcurl after the first; AWS_S3_PROXY refuses it), and in
+    the environment's proxy a misspelt scheme or a port out of range, for S3 calls
+    and for STS."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    client = _s3.Client("b", endpoint_url=dead, access_key=ACCESS_KEY, secret_key=SECRET,
+                        proxy=f"http://user:at@{PROXY_PASSWORD}@127.0.0.1:{free_port()}",
+                        max_attempts=1)
+    watch.fails("an '@' in the password", lambda: client.exists("k"))
+    watch.add("the client's repr", repr(client))
+    token_file = tmp_path / "token"
+    token_file.write_text(WEB_TOKEN)
+    for proxy in (f"htpp://user:{PROXY_PASSWORD}@127.0.0.1:3128",
+                  f"http://user:{PROXY_PASSWORD}@127.0.0.1:312899"):
+        monkeypatch.setenv("http_proxy", proxy)
+        drive(watch, storage_on(dead), f"http_proxy {proxy[:4]}", QUICK)
+        with monkeypatch.context() as m:
+            m.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token_file))
+            m.setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/web")
+            m.setenv("AWS_ENDPOINT_URL_STS", dead)
+            drive(watch, storage_on(dead, **use_no_keys()), f"STS {proxy[:4]}", QUICK)
+    said = [text for label, text in watch.texts if label.endswith(": str")]
+    assert sum("Unsupported proxy" in text for text in said) >= 5   # libcurl's texts
+    assert any("STS at" in text and "proxy" in text for text in said)
+
+
 def test_container_endpoint(watch: Watch, tmp_path: Path,
                             monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(seen: Seen) -> Reply:
