@@ -172,6 +172,13 @@ mpu_init(mpu *m, Client *c, const char *key, size_t key_len, size_t part_size,
         return -1;
     for (i = 0; i < m->nslots; i++)   /* before anything can fail: mpu_free frees them */
         call_init(&m->slots[i].call, c, "PUT");
+    if (pthread_mutex_init(&m->pump_lock, NULL) != 0)
+        return -1;
+    if (pthread_cond_init(&m->pump_cond, NULL) != 0) {
+        pthread_mutex_destroy(&m->pump_lock);
+        return -1;
+    }
+    m->pump_ready = 1;
     m->key = malloc(key_len + 1);
     m->multi = curl_multi_init();
     if (m->key == NULL || m->multi == NULL)
@@ -180,6 +187,96 @@ mpu_init(mpu *m, Client *c, const char *key, size_t key_len, size_t part_size,
     m->key[key_len] = '\0';
     m->key_len = key_len;
     return 0;
+}
+
+/* ---- the pump ------------------------------------------------------------ */
+
+static void drive_pass(mpu *m);
+static void drive_wait(mpu *m);
+
+/* Whether the pump has something to drive. */
+static int
+pump_work(const mpu *m)
+{
+    return !m->failed && !m->need_renew && m->inflight > 0 && m->multi != NULL;
+}
+
+static void *
+pump_main(void *arg)
+{
+    mpu *m = arg;
+
+    pthread_mutex_lock(&m->pump_lock);
+    while (!m->pump_stop) {
+        if (__atomic_load_n(&m->pump_want, __ATOMIC_SEQ_CST) || !pump_work(m)) {
+            pthread_cond_wait(&m->pump_cond, &m->pump_lock);
+            continue;
+        }
+        drive_pass(m);
+        if (pump_work(m) && !__atomic_load_n(&m->pump_want, __ATOMIC_SEQ_CST))
+            drive_wait(m);   /* a second at most; the caller wakes it to take m back */
+    }
+    pthread_mutex_unlock(&m->pump_lock);
+    return NULL;
+}
+
+/* The caller takes m back from the pump (a no-op when it has it, when there is
+ * no pump, or in a child after fork(), where the pump is the parent's). */
+static void
+pump_hold(mpu *m)
+{
+    if (!m->pump_on || m->pump_held || m->pump_pid != xfer_pid())
+        return;
+    __atomic_store_n(&m->pump_want, 1, __ATOMIC_SEQ_CST);
+    if (m->multi)
+        curl_multi_wakeup(m->multi);
+    pthread_mutex_lock(&m->pump_lock);
+    m->pump_held = 1;
+}
+
+/* The caller goes away (mpu_feed returns): the pump drives what is in flight,
+ * started the first time there is something. Without a thread (it could not be
+ * made), the parts move in the caller's calls only. */
+static void
+pump_release(mpu *m)
+{
+    if (!m->pump_on) {
+        if (!m->pump_ready || !pump_work(m))
+            return;
+        m->pump_stop = 0;
+        __atomic_store_n(&m->pump_want, 0, __ATOMIC_SEQ_CST);
+        if (pthread_create(&m->pump, NULL, pump_main, m) != 0)
+            return;
+        m->pump_on = 1;
+        m->pump_pid = xfer_pid();
+        return;
+    }
+    if (!m->pump_held)
+        return;
+    m->pump_held = 0;
+    __atomic_store_n(&m->pump_want, 0, __ATOMIC_SEQ_CST);
+    pthread_cond_signal(&m->pump_cond);
+    pthread_mutex_unlock(&m->pump_lock);
+}
+
+/* The pump stops for good (joined). In a child after fork() the thread is the
+ * parent's: nothing to stop, and the lock is not touched. */
+static void
+pump_end(mpu *m)
+{
+    if (!m->pump_on)
+        return;
+    m->pump_on = 0;
+    if (m->pump_pid != xfer_pid())
+        return;
+    m->pump_on = 1;
+    pump_hold(m);
+    m->pump_stop = 1;
+    m->pump_held = 0;
+    pthread_cond_signal(&m->pump_cond);
+    pthread_mutex_unlock(&m->pump_lock);
+    pthread_join(m->pump, NULL);
+    m->pump_on = 0;
 }
 
 /* Takes a running slot off the multi handle, its handle back to the pool. */
@@ -198,8 +295,13 @@ slot_stop(mpu *m, mpu_slot *s)
 void
 mpu_free(mpu *m)
 {
-    int i;
+    int i, own = m->pump_pid == 0 || m->pump_pid == xfer_pid();
 
+    pump_end(m);
+    if (m->pump_ready && own) {
+        pthread_cond_destroy(&m->pump_cond);
+        pthread_mutex_destroy(&m->pump_lock);
+    }
     for (i = 0; m->slots && i < m->nslots; i++) {
         slot_stop(m, &m->slots[i]);
         call_free(&m->slots[i].call);
@@ -278,6 +380,7 @@ mpu_prepare(mpu *m)
 {
     int i;
 
+    pump_hold(m);
     for (i = 0; i < m->nslots; i++) {
         mpu_slot *s = &m->slots[i];
         if (s->state == MPU_FREE && s->call.creds && !s->call.creds_refused) {
@@ -411,10 +514,10 @@ part_done(mpu *m, int i)
 }
 
 /* Starts the queued parts whose time has come, each on an extra handle of the
- * pool's, never a counted one: parts stay in flight between write() calls, and
- * only this thread drives them, so a counted handle held by them would make a
- * call from the same thread (or a second Writer there) wait for the pool for
- * ever. The slots bound the parts in flight (the pool's size by default); a
+ * pool's, never a counted one: parts stay in flight between write() calls (the
+ * pump drives them then), and a counted handle held by them would make a call
+ * from the caller's thread (or a second Writer there) wait for the pool for as
+ * long as the upload stays open. The slots bound the parts in flight (the pool's size by default); a
  * pooled handle would bring no connection either: on a multi handle,
  * connections live in the multi handle's cache. */
 static int
@@ -493,18 +596,43 @@ read_done(mpu *m, double now)
     }
 }
 
+/* One pass over the transfers: start what may start, read what ended. */
+static void
+drive_pass(mpu *m)
+{
+    int still = 0;
+
+    if (!m->failed && start_ready(m, now_s()) == 0)
+        curl_multi_perform(m->multi, &still);
+    if (!m->failed)
+        read_done(m, now_s());
+}
+
+/* Waits for one of ours to move or end, or a retry's time, a second at most. */
+static void
+drive_wait(mpu *m)
+{
+    double now = now_s(), wake = now + 1.0;
+    long timeout_ms;
+    int i;
+
+    for (i = 0; i < m->nslots; i++)
+        if (m->slots[i].state == MPU_QUEUED && m->slots[i].not_before > now &&
+            m->slots[i].not_before < wake)
+            wake = m->slots[i].not_before;
+    timeout_ms = wake > now ? (long)((wake - now) * 1000.0) + 1 : 0;
+    if (timeout_ms > 0 || m->running > 0)
+        curl_multi_poll(m->multi, NULL, 0, (int)(timeout_ms > 1000 ? 1000 : timeout_ms), NULL);
+}
+
 int
 mpu_drive(mpu *m, int wait_all)
 {
-    for (;;) {
-        double now = now_s(), wake;
-        int still = 0, i, busy;
-        long timeout_ms;
+    int busy;
 
-        if (!m->failed && start_ready(m, now) == 0)
-            curl_multi_perform(m->multi, &still);
-        if (!m->failed)
-            read_done(m, now_s());
+    pump_hold(m);
+    for (;;) {
+        drive_pass(m);
         if (m->failed)
             return -1;
         if (m->need_renew)
@@ -512,17 +640,7 @@ mpu_drive(mpu *m, int wait_all)
         busy = wait_all ? m->inflight > 0 : m->inflight >= limit(m);
         if (wait_all < 0 || !busy)
             return 0;
-        /* a retry's time, or one of ours ending */
-        now = now_s();
-        wake = now + 1.0;
-        for (i = 0; i < m->nslots; i++)
-            if (m->slots[i].state == MPU_QUEUED && m->slots[i].not_before > now &&
-                m->slots[i].not_before < wake)
-                wake = m->slots[i].not_before;
-        timeout_ms = wake > now ? (long)((wake - now) * 1000.0) + 1 : 0;
-        if (timeout_ms > 0 || m->running > 0)
-            curl_multi_poll(m->multi, NULL, 0, (int)(timeout_ms > 1000 ? 1000 : timeout_ms),
-                            NULL);
+        drive_wait(m);
     }
 }
 
@@ -567,17 +685,21 @@ add_part(mpu *m)
 }
 
 size_t
-mpu_feed(mpu *m, const char *p, size_t n)
+mpu_feed(mpu *m, const char *p, size_t n, int *state)
 {
     size_t taken = 0;
 
+    pump_hold(m);
+    *state = m->failed ? -1 : 0;
     if (m->failed || m->finished)
         return 0;
     for (;;) {
         size_t want = fill_size(m), take;
         if (m->fill_len >= want) {
-            if (add_part(m) != 0)
+            if (add_part(m) != 0) {
+                *state = m->failed ? -1 : 1;
                 return taken;
+            }
             continue;
         }
         if (taken == n)
@@ -589,6 +711,7 @@ mpu_feed(mpu *m, const char *p, size_t n)
             m->fill_cap = m->fill ? want : 0;
             if (m->fill == NULL) {
                 fail(m, -1, "out of memory");
+                *state = -1;
                 return taken;
             }
         }
@@ -599,6 +722,10 @@ mpu_feed(mpu *m, const char *p, size_t n)
         m->total += take;
     }
     mpu_drive(m, -1);
+    /* read before the pump may change it */
+    *state = m->failed ? -1 : m->need_renew ? 1 : 0;
+    if (*state == 0)
+        pump_release(m);   /* the parts move on while the caller is away */
     return taken;
 }
 
@@ -607,6 +734,7 @@ mpu_finish(mpu *m)
 {
     int rc;
 
+    pump_hold(m);
     if (m->failed)
         return -1;
     if (m->fill_len > 0 && (rc = add_part(m)) != 0)
@@ -739,6 +867,7 @@ mpu_complete(mpu *m)
     int count = m->next_part - 1, i, check, earlier = 0;
     PyObject *res = NULL, *exc;
 
+    pump_hold(m);
     memset(&k, 0, sizeof(k));
     if (object_call(m, &k, "POST", "?uploadId=", 1) < 0 ||
         buf_puts(&body, "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/"
@@ -821,6 +950,7 @@ mpu_abort(mpu *m)
     s3_call k;
     int i, rc = -1;
 
+    pump_hold(m);
     if (!m->begun || m->aborted || m->finished == 2)
         return 0;
     for (i = 0; i < m->nslots; i++) {
@@ -855,6 +985,7 @@ mpu_raise(mpu *m)
 {
     Client *c = m->client;
 
+    pump_hold(m);
     if (m->mismatch)
         return s3_raise(c->st, 0, "ChecksumMismatch", m->local_error, NULL, c->bucket, m->key);
     if (m->failed_slot >= 0 && m->local_error == NULL)

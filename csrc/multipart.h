@@ -14,11 +14,19 @@
  * flag guards that). mpu_begin, mpu_prepare, mpu_complete, mpu_abort and
  * mpu_raise run with the GIL (credentials, Python exceptions; call_perform
  * releases it around the network); mpu_feed, mpu_finish and mpu_drive run
- * without it and touch C memory only. Memory: at most max_inflight part buffers
+ * without it and touch C memory only. Between the caller's calls (after mpu_feed
+ * returned, before its next mpu_* call) a thread of ours, the pump, drives the
+ * parts in flight and their retries: a part would otherwise stall, and the
+ * server time it out, while the caller does other things between two writes.
+ * The pump touches C memory only; every mpu_* call takes m back from it first
+ * (waking its wait on the sockets). Memory: at most max_inflight part buffers
  * in flight plus the one being filled; the caller's bytes are copied, never
  * kept. */
 #ifndef S3_MULTIPART_H
 #define S3_MULTIPART_H
+
+#include <pthread.h>
+#include <sys/types.h>
 
 #include "request.h"
 
@@ -75,6 +83,16 @@ typedef struct {
     int failed_slot;             /* the slot whose call failed, or -1 */
     int mismatch;                /* ChecksumMismatch: *_error says where */
     const char *local_error;     /* a static string */
+    /* the pump: a thread that drives the parts while the caller is away */
+    pthread_t pump;
+    pthread_mutex_t pump_lock;   /* held by whoever drives: the pump, or the caller */
+    pthread_cond_t pump_cond;
+    int pump_ready;              /* pump_lock and pump_cond initialised */
+    int pump_on;                 /* the thread runs, in process pump_pid */
+    pid_t pump_pid;
+    int pump_held;               /* the caller holds pump_lock (the caller's flag) */
+    int pump_want;               /* the caller waits for pump_lock (atomic) */
+    int pump_stop;
 } mpu;
 
 /* The size of part `number` (1-based), from the part size asked for and the size
@@ -99,10 +117,11 @@ int mpu_prepare(mpu *m);
 
 /* Without the GIL. Copies bytes into the part being filled and sends each part
  * that fills up, waiting for a free slot when max are in flight; then drives the
- * transfers once without blocking. Returns the bytes taken: fewer than n when it
- * stopped, and then m->failed (call mpu_raise, then mpu_abort) or m->need_renew
- * (mpu_prepare, then feed the rest). */
-size_t mpu_feed(mpu *m, const char *p, size_t n);
+ * transfers once without blocking, and leaves them to the pump. Returns the bytes
+ * taken; *state says how it ended (m's own fields may change under the pump
+ * afterwards): 0, -1 failed (call mpu_raise, then mpu_abort) or 1 credentials
+ * to renew (mpu_prepare, then feed the rest). */
+size_t mpu_feed(mpu *m, const char *p, size_t n, int *state);
 /* Without the GIL: the last part sent, then every part waited for. 0 done,
  * 1 credentials to renew (mpu_prepare, then call again), -1 failed. */
 int mpu_finish(mpu *m);

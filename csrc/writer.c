@@ -195,19 +195,20 @@ writer_feed(Writer *w, const char *p, size_t n)
 {
     for (;;) {
         size_t took;
+        int state;
         if (mpu_prepare(&w->m) < 0)
             return writer_fail(w);
         Py_BEGIN_ALLOW_THREADS
-        took = mpu_feed(&w->m, p, n);
+        took = mpu_feed(&w->m, p, n, &state);
         Py_END_ALLOW_THREADS
         req_log_flush(&w->m.client->log);
         p += took;
         n -= took;
-        if (w->m.failed) {
+        if (state < 0) {
             mpu_raise(&w->m);
             return writer_fail(w);
         }
-        if (n == 0 && !w->m.need_renew)
+        if (n == 0 && state == 0)
             return 0;
     }
 }

@@ -7,6 +7,7 @@ import base64
 import gc
 import hashlib
 import re
+import socket
 import threading
 import time
 import urllib.parse
@@ -229,6 +230,7 @@ class MiniS3(ScriptedS3):
         self.part_hook, self.complete_hook, self.put_etag = part, complete, put_etag
         self.delay = delay
         self.parts: dict[int, bytes] = {}
+        self.by_key: dict[str, dict[int, bytes]] = {}   # uploads of several keys at once
         self.active = self.max_active = 0
         super().__init__()
 
@@ -254,13 +256,16 @@ class MiniS3(ScriptedS3):
                 if reply is not None:
                     return reply
                 self.parts[number] = seen.body
+                with self.lock:
+                    self.by_key.setdefault(seen.path.split("?")[0], {})[number] = seen.body
                 return Reply(200, b"", {"ETag": f'"{hashlib.md5(seen.body).hexdigest()}"'})
             finally:
                 with self.lock:
                     self.active -= 1
         if seen.method == "POST" and "uploadId" in query:
-            digests = b"".join(hashlib.md5(self.parts[n]).digest() for n in sorted(self.parts))
-            etag = f'"{hashlib.md5(digests).hexdigest()}-{len(self.parts)}"'
+            parts = self.by_key.get(seen.path.split("?")[0], {})
+            digests = b"".join(hashlib.md5(parts[n]).digest() for n in sorted(parts))
+            etag = f'"{hashlib.md5(digests).hexdigest()}-{len(parts)}"'
             if self.complete_hook:
                 return self.complete_hook(etag)
             return Reply(200, f"<CompleteMultipartUploadResult><ETag>{etag.replace(chr(34), '&quot;')}"
@@ -631,3 +636,44 @@ def test_a_complete_reply_without_end_is_cut_off_not_buffered() -> None:
         with pytest.raises(_s3.S3Error) as info:
             w.close()
         assert info.value.code == "InvalidReply" and "too long" in str(info.value)
+
+
+def test_parts_move_on_while_the_caller_is_away() -> None:
+    """A part in flight keeps going between two write() calls (a thread of ours
+    drives it): a server that drops a request body idle for a second (S3's is
+    about 20 s) stores every part although the caller pauses longer than that, with
+    a receive window too small for one write() to push a whole part."""
+    done: dict[int, float] = {}
+
+    def script(seen: Seen) -> Reply:
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(seen.path).query,
+                                  keep_blank_values=True)
+        if seen.method == "POST" and "uploads" in q:
+            return Reply(200, b"<InitiateMultipartUploadResult><UploadId>u1</UploadId>"
+                              b"</InitiateMultipartUploadResult>")
+        if seen.method == "PUT" and "partNumber" in q:
+            done[int(q["partNumber"][0])] = time.monotonic()
+            return Reply(200, b"", {"ETag": f'"{hashlib.md5(seen.body).hexdigest()}"'})
+        if seen.method == "POST" and "uploadId" in q:
+            return Reply(200, b"<CompleteMultipartUploadResult><ETag>x</ETag>"
+                              b"</CompleteMultipartUploadResult>")
+        return Reply(204)
+
+    with ScriptedServer(script, timeout=1) as server:
+        accept = server.server.get_request
+
+        def small_window():  # type: ignore[no-untyped-def]
+            conn, address = accept()
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            return conn, address
+        server.server.get_request = small_window  # type: ignore[method-assign]
+        client = _s3.Client("b", endpoint_url=server.endpoint, access_key="a", secret_key="b",
+                            max_attempts=1, read_timeout=30)
+        with client.writer("k", part_size=5 << 20, threshold=0) as w:
+            w.write(b"x" * (5 << 20))        # part 1 goes, and write() returns
+            paused = time.monotonic()
+            time.sleep(2.5)                  # the caller does something else
+            assert 1 in done and done[1] < paused + 2.5
+            w.write(b"y" * 1000)
+        assert sorted(done) == [1, 2]
+        assert not [s for s in server.seen if s.method == "DELETE"]   # nothing aborted
