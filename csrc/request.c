@@ -885,8 +885,10 @@ call_raise(s3_call *k)
                    ? "EndpointConnectionError"
                    : "TransportError";
         int failed, leaks;
-        if (call_secrets_get(k, &sec) < 0)
+        if (call_secrets_get(k, &sec) < 0) {
+            call_secrets_free(&sec);
             return PyErr_NoMemory();
+        }
         /* libcurl's text, its URLs' user:password@ hidden already (xfer_finish) */
         leaks = call_text_leaks(k->req.errbuf, secrets, 6);
         call_secrets_free(&sec);
