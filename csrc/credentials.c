@@ -2138,11 +2138,16 @@ cred_invalidate(cred_cache *c, const cred_set *used)
 
     pthread_mutex_lock(&c->lock);
     if (used && used->refreshable) {
-        rc = 1;
-        if (c->current == used) {
+        time_t now = time(NULL);
+
+        rc = 1;   /* another thread renewed since: the call runs again with that */
+        if (c->current == used && c->refused_at && now - c->refused_at < CRED_REFUSED_S) {
+            rc = 0;
+        } else if (c->current == used) {
             c->stale = 1;
             c->next_must = 0;
             c->fail_until = 0;
+            c->refused_at = now;
         }
     }
     pthread_mutex_unlock(&c->lock);

@@ -31,6 +31,7 @@
 #define CRED_ADVISORY_S 300   /* one thread renews this long before expiry */
 #define CRED_MANDATORY_S 60   /* everyone waits for the renewal inside this */
 #define CRED_RETRY_S 5        /* a failed resolution is not tried again before this */
+#define CRED_REFUSED_S 30     /* at most one renewal for a refusal in this long */
 
 typedef struct {
     int refs;                  /* guarded by the cache's lock */
@@ -84,6 +85,7 @@ typedef struct {
     long issued_for;           /* the lifetime `current` had when it was issued */
     long asked_for;            /* the longest min_valid a renewal was asked for */
     int stale;                 /* the server refused `current` */
+    time_t refused_at;         /* when a refusal last asked for a renewal */
     time_t next_must;          /* no mandatory renewal before (while still valid) */
     time_t next_may;           /* no advisory renewal before */
     char source[256];          /* where `current` came from, for the log */
@@ -109,8 +111,11 @@ void cred_after_fork(cred_cache *c);
 int cred_get(cred_cache *c, long min_valid, const cred_env *env, cred_set **out,
              const char **code, buf_t *err);
 void cred_release(cred_cache *c, cred_set *s);
-/* The server refused `used` (ExpiredToken, InvalidToken): 1 when a renewal may
- * help, and the next cred_get() renews; 0 for keys that cannot be renewed. */
+/* The server refused `used` (ExpiredToken, InvalidToken): 1 when the call may
+ * run again with other credentials (the next cred_get() renews, or another
+ * thread already has); 0 for keys that cannot be renewed, and for a refusal
+ * within CRED_REFUSED_S of the last one that renewed: a source whose fresh
+ * credentials are refused too is not asked again for every request. */
 int cred_invalidate(cred_cache *c, const cred_set *used);
 /* 1 once, after the first resolution: `out` gets the source to log. */
 int cred_take_log(cred_cache *c, char *out, size_t size);

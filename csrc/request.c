@@ -690,7 +690,8 @@ attempt_next(s3_call *k, int rc, int *attempt, double *delay)
         k->have_reply = xml_parse_reply(k->req.body_out.data, k->req.body_out.len,
                                         &k->reply, &ignored) == 0;
     }
-    if (k->have_reply && !k->creds_retried && creds_refused(k->creds, k->reply.code)) {
+    if (k->have_reply && !k->creds_retried && creds_refused(k->creds, k->reply.code) &&
+        cred_invalidate(&k->client->cred, k->creds)) {
         k->creds_refused = 1;   /* renewed credentials, then the call runs again */
         return CALL_RENEW;
     }
@@ -940,7 +941,6 @@ call_take_creds(s3_call *k)
         /* ExpiredToken, InvalidToken: renewed credentials, and one more run */
         k->creds_refused = 0;
         k->creds_retried = 1;
-        cred_invalidate(&k->client->cred, k->creds);
         cred_release(&k->client->cred, k->creds);
         k->creds = NULL;
     }

@@ -1009,10 +1009,18 @@ def test_expired_token_renews_and_retries_once(monkeypatch: pytest.MonkeyPatch) 
     with CredServer(lambda seen: Answer(400, EXPIRED)) as server, ContainerServer(
             [Creds("ASIASTALE00000001", "s", "t")]) as c:
         use_container(monkeypatch, c)
+        client = make_client(server.endpoint, max_attempts=3)
         with pytest.raises(_s3.S3Error) as info:
-            make_client(server.endpoint, max_attempts=3).get_object("k")
+            client.get_object("k")
         assert info.value.code == "ExpiredToken"
         assert len(server.seen) == 2                   # one retry, not a loop
+        assert c.issued == 2
+        # fresh credentials refused as well: the next calls do not each ask the
+        # source again (one renewal for a refusal in 30 s)
+        for _ in range(3):
+            with pytest.raises(_s3.S3Error, match="ExpiredToken"):
+                client.get_object("k")
+        assert len(server.seen) == 5 and c.issued == 2
     with CredServer(lambda seen: Answer(400, EXPIRED)) as server:
         with pytest.raises(_s3.S3Error, match="ExpiredToken"):
             make_client(server.endpoint, access_key="a", secret_key="b").get_object("k")
