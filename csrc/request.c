@@ -725,6 +725,8 @@ call_run(s3_call *k)
     if (call_prepare_body(k) < 0)
         return;
     for (;;) {
+        int redirected = k->redirected;
+
         if (call_attempt_begin(k) < 0)
             return;
         rc = xfer_perform(&c->pool, &c->opts, &k->req);
@@ -733,7 +735,10 @@ call_run(s3_call *k)
         next = call_attempt_end(k, rc, &attempt, &delay);
         if (next != CALL_AGAIN)
             return;
-        if (k->has_body && (k->req.body_pos > 0 || k->body_len == 0))
+        /* a body the server read may have been stored, unless it sent us to the
+         * bucket's region: that refusal stored nothing */
+        if (k->has_body && k->redirected == redirected &&
+            (k->req.body_pos > 0 || k->body_len == 0))
             k->sent_before = 1;
         xfer_sleep(delay);
     }

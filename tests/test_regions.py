@@ -124,6 +124,29 @@ def test_redirected_upload_sends_its_body_again() -> None:
         assert srv.requests[1].headers["x-amz-meta-m"] == "v"
 
 
+def test_a_conditional_upload_sent_to_the_bucket_region_claims_no_other_object() -> None:
+    """A redirect to the bucket's region stored nothing: a 412 there means another
+    writer has the name, even when its object has the same bytes (the check for a
+    lost reply of an earlier attempt of ours does not run)."""
+    body = b"the same bytes"
+    etag = '"' + hashlib.md5(body).hexdigest() + '"'
+
+    def script(seen: Seen) -> Reply:
+        if scope_region(seen.headers) != "eu-west-1":
+            return Reply(400, error_xml("AuthorizationHeaderMalformed", Region="eu-west-1"))
+        if seen.method == "PUT":
+            return Reply(412, error_xml("PreconditionFailed"))
+        return Reply(200, b"", {"ETag": etag, "Content-Length": str(len(body))})
+
+    with HeaderServer(script) as srv:
+        c = client(srv)
+        with pytest.raises(_s3.S3Error) as info:
+            with c.writer("taken.txt", if_none_match=True) as w:
+                w.write(body)
+        assert info.value.code == "PreconditionFailed"
+        assert [r.method for r in srv.requests] == ["PUT", "PUT"]
+
+
 def test_empty_region_discovers_the_bucket_region() -> None:
     with regional("eu-north-1", lambda s: Reply(
             301, b"", {"x-amz-bucket-region": "eu-north-1"})) as srv:
