@@ -218,16 +218,12 @@ env_first(const char *const *names, const char **which)
 static int
 client_env_proxy(Client *self)
 {
-    static const char *const https_vars[] = {"https_proxy", "HTTPS_PROXY", "all_proxy",
-                                             "ALL_PROXY", NULL};
-    static const char *const http_vars[] = {"http_proxy", "all_proxy", "ALL_PROXY", NULL};
-    static const char *const no_vars[] = {"no_proxy", "NO_PROXY", NULL};
     const char *names[2], *vals[2];
     char **out[2] = {&self->env_proxy, &self->env_noproxy};
     size_t i, j;
 
-    vals[0] = env_first(self->https ? https_vars : http_vars, &names[0]);
-    vals[1] = env_first(no_vars, &names[1]);
+    vals[0] = env_first(self->https ? cred_https_proxy_vars : cred_http_proxy_vars, &names[0]);
+    vals[1] = env_first(cred_no_proxy_vars, &names[1]);
     for (i = 0; i < 2; i++) {
         for (j = 0; vals[i][j]; j++)
             if ((unsigned char)vals[i][j] < 0x20 || vals[i][j] == 0x7f)

@@ -687,6 +687,11 @@ enum {
 };
 
 /* The first of `names` set in the environment snapshot, or "". */
+const char *const cred_https_proxy_vars[] = {"https_proxy", "HTTPS_PROXY", "all_proxy",
+                                             "ALL_PROXY", NULL};
+const char *const cred_http_proxy_vars[] = {"http_proxy", "all_proxy", "ALL_PROXY", NULL};
+const char *const cred_no_proxy_vars[] = {"no_proxy", "NO_PROXY", NULL};
+
 static const char *
 env_first(const chain *ch, const char *const *names)
 {
@@ -707,10 +712,6 @@ http_call(const chain *ch, const char *method, const char *url,
           struct curl_slist *headers, const char *body, long timeout_ms, int kind,
           http_reply *r)
 {
-    static const char *const https_vars[] = {"https_proxy", "HTTPS_PROXY", "all_proxy",
-                                             "ALL_PROXY", NULL};
-    static const char *const http_vars[] = {"http_proxy", "all_proxy", "ALL_PROXY", NULL};
-    static const char *const no_vars[] = {"no_proxy", "NO_PROXY", NULL};
     const cred_cache *c = ch->c;
     CURL *h = NULL;
     CURLcode rc;
@@ -722,8 +723,9 @@ http_call(const chain *ch, const char *method, const char *url,
     r->too_big = 0;
     r->errbuf[0] = '\0';
     if (kind != HTTP_LOCAL) {
-        proxy = env_first(ch, strncasecmp(url, "https:", 6) == 0 ? https_vars : http_vars);
-        noproxy = env_first(ch, no_vars);
+        proxy = env_first(ch, strncasecmp(url, "https:", 6) == 0 ? cred_https_proxy_vars
+                                                                 : cred_http_proxy_vars);
+        noproxy = env_first(ch, cred_no_proxy_vars);
     }
     if (kind == HTTP_CUSTOM) {
         verify = c->verify;

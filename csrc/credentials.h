@@ -120,6 +120,13 @@ int cred_invalidate(cred_cache *c, const cred_set *used);
 /* 1 once, after the first resolution: `out` gets the source to log. */
 int cred_take_log(cred_cache *c, char *out, size_t size);
 
+/* The environment's proxy variables, NULL-terminated, in libcurl's order of
+ * precedence (http_proxy in lower case only, as libcurl reads it): for https and
+ * http URLs, and NO_PROXY. The S3 client and the credential requests share them. */
+extern const char *const cred_https_proxy_vars[];
+extern const char *const cred_http_proxy_vars[];
+extern const char *const cred_no_proxy_vars[];
+
 void cred_env_load(cred_env *e);       /* with the GIL; on out of memory, empty */
 void cred_env_free(cred_env *e);
 const char *cred_env_get(const cred_env *e, const char *name);
