@@ -9,7 +9,7 @@ Writing streams too: bytes go up as a multipart upload as they are written
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -63,12 +63,20 @@ class S3WriteFile(_FileBase):
     """A file written to S3: a single PUT when it stays small, a multipart upload
     once it outgrows AWS_S3_MULTIPART_THRESHOLD; nothing is stored before close()."""
 
-    def __init__(self, writer: Any, name: str, storage: S3Storage, mode: str = "wb") -> None:
+    def __init__(
+        self,
+        writer: Any,
+        name: str,
+        storage: S3Storage,
+        mode: str = "wb",
+        stored: Callable[[int], None] | None = None,
+    ) -> None:
         super().__init__(writer, name)
         self._writer = writer  # _s3.Writer
         self._storage = storage
         self.mode = mode
         self._text = "b" not in mode
+        self._stored = stored  # told the size once the object is stored
 
     def write(self, data: Any) -> int:
         if self._text:
@@ -112,7 +120,10 @@ class S3WriteFile(_FileBase):
 
     def close(self) -> None:
         """Commits what was written: the object exists from here on."""
+        committing = not self._writer.closed
         self._writer.close()
+        if committing and self._stored is not None:
+            self._stored(self._writer.bytes_written)
 
     def abort(self) -> None:
         """Drops what was written; no object and no multipart upload remain."""

@@ -502,6 +502,16 @@ def _to_posix(name: str) -> str:
     return name.replace(os.sep, "/") if os.sep != "/" else name
 
 
+_GROUP: Any = getattr(builtins, "ExceptionGroup", ())  # Python 3.11+
+
+
+def _raise_all(errors: list[BaseException]) -> None:
+    """One failure raised as it is, several as an ExceptionGroup (Python 3.11+)."""
+    if len(errors) == 1 or not _GROUP:
+        raise errors[0]  # 3.10: the first (the others are lost to the caller)
+    raise _GROUP(f"{len(errors)} requests of collectstatic failed", errors)
+
+
 class _Budget:
     """Bytes in flight, at most `cap`: acquire(n) waits until n more fit, or until
     nothing is in flight (a body bigger than the cap goes alone)."""
@@ -616,7 +626,26 @@ class _Collecting:
             self.upload(key, args)
         future = self.pending.pop(key, None)
         if future is not None:
-            future.result()
+            try:
+                future.result()
+            except BaseException as e:
+                # raised here, and again when the run ends: the caller may catch it
+                # (Django's hashed_name() takes an OSError from open() for "no file")
+                self.errors.append(e)
+                raise
+
+    def flush(self) -> None:
+        """Sends what is held back and waits for every upload; their failures
+        raised."""
+        self.release()
+        errors = []
+        while self.pending:
+            try:
+                self.wait(next(iter(self.pending)))
+            except BaseException as e:  # noqa: BLE001 - every failure is raised
+                errors.append(e)
+        if errors:
+            _raise_all(errors)
 
 
 @deconstructible
@@ -1323,6 +1352,8 @@ class S3Storage(Storage):
                 return opened
         if run is not None:
             run.wait(key)
+            if mode in WRITE_MODES:
+                return self._open_writing(name, key, mode, run)
             if key in run.deleted:  # a delete held back: it goes now
                 run.deleted.discard(key)
                 run.listed.pop(key, None)
@@ -1336,13 +1367,26 @@ class S3Storage(Storage):
         if mode in READ_MODES:
             return S3File(self._client.reader(key, decompress=True), name, self, mode)
         if mode in WRITE_MODES:
-            params = self._put_params(name, self._max_age_for(name))
-            params.setdefault("content_type", self._content_type(name))
-            return S3WriteFile(self._writer(key, params), name, self, mode)
+            return self._open_writing(name, key, mode, None)
         raise ValueError(
             f"S3 files open for reading ({', '.join(READ_MODES)}) or for "
             f"writing ({', '.join(WRITE_MODES)}), not {mode!r}"
         )
+
+    def _open_writing(self, name: str, key: str, mode: str, run: _Collecting | None) -> S3WriteFile:
+        params = self._put_params(name, self._max_age_for(name))
+        params.setdefault("content_type", self._content_type(name))
+        stored = None
+        if run is not None:
+
+            def stored(size: int) -> None:
+                # in the listing from now on, its ETag unknown (no save skipped
+                # against it); a delete held back for the name is not sent
+                run.copied.discard(key)
+                run.put(key, (size, "", time.time(), None))
+                run.sent.add(key)
+
+        return S3WriteFile(self._writer(key, params), name, self, mode, stored)
 
     # ---- collectstatic ----------------------------------------------------------
 
@@ -1362,6 +1406,9 @@ class S3Storage(Storage):
         every failure raised. Only the thread that entered sees the listing: other
         threads, and everything after the run, ask the server as always."""
         if self._run is not None:
+            if self._run.active():  # the package's command inside a run from code
+                yield
+                return
             raise RuntimeError("collecting() is already active on this storage")
         run = _Collecting(self)
         run.submit = lambda *args: run.pool.submit(self._put_body, run, *args)
@@ -1381,10 +1428,9 @@ class S3Storage(Storage):
             self._run = None
             errors = self._finish_run(run)
             if errors and failed is None:
-                group = getattr(builtins, "ExceptionGroup", None)  # Python 3.11+
-                if len(errors) == 1 or group is None:
-                    raise errors[0]  # 3.10: the first (the others are lost to the caller)
-                raise group(f"{len(errors)} requests of collectstatic failed", errors)
+                _raise_all(errors)
+            raised = failed.exceptions if isinstance(failed, _GROUP) else (failed,)
+            errors = [e for e in errors if all(e is not r for r in raised)]
             if errors and failed is not None and hasattr(failed, "add_note"):
                 for other in errors:
                     failed.add_note(f"also failed: {other!r}")
@@ -1555,6 +1601,10 @@ class S3Storage(Storage):
                     run.deleted.discard(key)
                     run.listed.pop(key, None)
                     return
+                # the server keeps other bytes than the listing says now: no save
+                # of any bytes may be skipped against it
+                entry = run.listed[key]
+                run.listed[key] = (entry[0], "", entry[2], None)
             run.wait(key)
             if key in run.listed:
                 run.hold_delete(key)  # sent at the end, unless the name is saved again
@@ -1681,7 +1731,9 @@ class S3Storage(Storage):
         if run is not None:
             key = self._object_key(name)
             entry = run.listed.get(key)
-            if entry is not None and key not in run.deleted and key in run.pending:
+            if key in run.deleted:
+                raise FileNotFoundError(f"{name!r} is not in the bucket")
+            if entry is not None and key in run.pending:
                 return entry[3] if entry[3] is not None else entry[0]
             run.wait(key)
         meta = self.meta(name)
@@ -1880,7 +1932,19 @@ class S3Storage(Storage):
     def copy(self, src: str, dst: str) -> str:
         """Copies src to dst inside the bucket (S3 CopyObject: no download). The
         copy gets AWS_S3_ACL's ACL, as a saved file would (S3 copies no ACL)."""
-        self._client.copy_object(self._object_key(src), self._object_key(dst), acl=self._acl())
+        src_key, dst_key = self._object_key(src), self._object_key(dst)
+        run = self._collecting_run()
+        if run is not None:
+            run.wait(src_key)  # its upload first (sent now if held back)
+            if src_key in run.deleted:
+                raise FileNotFoundError(f"{src!r} is not in the bucket")
+            run.wait(dst_key)  # an upload under way would land after the copy
+        self._client.copy_object(src_key, dst_key, acl=self._acl())
+        if run is not None:
+            entry = run.listed.get(src_key, (0, "", 0.0, None))
+            run.copied.discard(dst_key)
+            run.put(dst_key, (entry[0], "", time.time(), entry[3]))
+            run.sent.add(dst_key)
         return dst
 
     def rename(self, src: str, dst: str) -> str:
@@ -2026,6 +2090,14 @@ class ManifestStaticS3Storage(ManifestFilesMixin, StaticS3Storage):  # type: ign
         if self._hashing or (name != self.manifest_name and name in self._known_hashed):
             return int(self.settings.AWS_S3_MAX_AGE_SECONDS_CACHED)
         return None
+
+    def save_manifest(self) -> None:
+        run = self._collecting_run()
+        if run is not None:
+            # after the files it names, as Django's own command (which stops at the
+            # first failed save) writes it: a failed upload leaves the old manifest
+            run.flush()
+        super().save_manifest()
 
     def post_process(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
         self._hashing = True
