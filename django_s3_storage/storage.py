@@ -606,7 +606,11 @@ class _Collecting:
             return
         assert self.submit is not None
         self.window.acquire(len(args[2]))
-        self.pending[key] = self.submit(*args)
+        try:
+            self.pending[key] = self.submit(*args)
+        except BaseException:
+            self.window.release(len(args[2]))  # never in flight
+            raise
         self.sent.add(key)
         self.puts += 1
 
