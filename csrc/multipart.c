@@ -293,6 +293,12 @@ slot_stop(mpu *m, mpu_slot *s)
 }
 
 void
+mpu_end(mpu *m)
+{
+    pump_end(m);
+}
+
+void
 mpu_free(mpu *m)
 {
     int i, own = m->pump_pid == 0 || m->pump_pid == xfer_pid();

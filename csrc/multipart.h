@@ -105,6 +105,9 @@ int mpu_inflight_limit(size_t part_size, int max_inflight, int pool_max);
 /* Pure C. -1: out of memory. Nothing is sent yet. */
 int mpu_init(mpu *m, Client *c, const char *key, size_t key_len, size_t part_size,
              long long size_hint, int max_inflight, int etag_md5);
+/* With the upload over (completed, aborted, failed): its pump thread joined, by
+ * the thread that took the upload back from it. mpu_free() does it otherwise. */
+void mpu_end(mpu *m);
 void mpu_free(mpu *m);               /* without the GIL is fine: nothing is sent */
 
 /* With the GIL: CreateMultipartUpload, sent by `create` (an s3_call that holds

@@ -183,6 +183,8 @@ writer_fail(Writer *w)
 
     if (w->mpu_ready && mpu_abort(&w->m) < 0)
         PyErr_Clear();
+    if (w->mpu_ready)
+        mpu_end(&w->m);
     s3_exc_restore(exc);
     w->closed = 1;
     buf_free(&w->pending);
@@ -350,6 +352,7 @@ writer_close(PyObject *self_, PyObject *unused)
             break;
     }
     res = mpu_complete(&w->m);   /* aborts by itself when it fails */
+    mpu_end(&w->m);
     w->closed = 1;
 done:
     w->busy = 0;
@@ -367,6 +370,8 @@ writer_abort(PyObject *self_, PyObject *unused)
         return NULL;
     if (!w->closed && w->mpu_ready)
         rc = mpu_abort(&w->m);
+    if (w->mpu_ready && w->pid == xfer_pid())
+        mpu_end(&w->m);
     w->closed = 1;
     buf_free(&w->pending);
     w->busy = 0;

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gc
 import hashlib
+import os
 import re
 import socket
 import threading
@@ -677,3 +678,31 @@ def test_parts_move_on_while_the_caller_is_away() -> None:
             w.write(b"y" * 1000)
         assert sorted(done) == [1, 2]
         assert not [s for s in server.seen if s.method == "DELETE"]   # nothing aborted
+
+
+def test_an_upload_over_leaves_no_pump_thread_behind() -> None:
+    """The thread that drives an upload's parts ends with the upload (close(), abort(),
+    a failed write), not when the Writer object goes: a closed file kept around (as
+    Django's File keeps its file) holds no thread."""
+    def c_threads() -> int:   # OS threads that are no Python thread: the pumps
+        return len(os.listdir("/proc/self/task")) - threading.active_count()
+
+    with MiniS3() as fake:
+        c = fake_client(fake)
+        gc.collect()
+        before = c_threads()
+        kept = []
+        for i in range(6):
+            w = c.writer(f"over{i}", part_size=5 * MiB, threshold=0)
+            w.write(data(6 * MiB))
+            if i % 2:
+                w.abort()
+            else:
+                assert w.close()["Parts"] == 2
+            kept.append(w)
+        # the server's handler threads may take a moment to be gone from the OS
+        deadline = time.monotonic() + 5
+        while c_threads() > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert c_threads() <= before
+        assert len(fake.requests("DELETE", "uploadId=")) == 3
