@@ -2142,10 +2142,13 @@ cred_invalidate(cred_cache *c, const cred_set *used)
     if (used && used->refreshable) {
         time_t now = time(NULL);
 
-        rc = 1;   /* another thread renewed since: the call runs again with that */
-        if (c->current == used && c->refused_at && now - c->refused_at < CRED_REFUSED_S) {
-            rc = 0;
-        } else if (c->current == used) {
+        /* 1 too when another thread renewed since, or asked for a renewal of
+         * this set already: the call runs again with the new set */
+        rc = 1;
+        if (c->current == used && !c->stale && c->refused_at &&
+            now - c->refused_at < CRED_REFUSED_S) {
+            rc = 0;   /* the set a refusal renewed a moment ago is refused too */
+        } else if (c->current == used && !c->stale) {
             c->stale = 1;
             c->next_must = 0;
             c->fail_until = 0;
