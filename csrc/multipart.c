@@ -194,11 +194,22 @@ mpu_init(mpu *m, Client *c, const char *key, size_t key_len, size_t part_size,
 static void drive_pass(mpu *m);
 static void drive_wait(mpu *m);
 
-/* Whether the pump has something to drive. */
+/* Whether the pump has something to drive: a part running or queued. A part
+ * waiting for renewed credentials (MPU_RENEW) waits for the caller, who fetches
+ * them with the GIL; the others go on meanwhile. */
 static int
 pump_work(const mpu *m)
 {
-    return !m->failed && !m->need_renew && m->inflight > 0 && m->multi != NULL;
+    int i;
+
+    if (m->failed || m->multi == NULL || m->inflight == 0)
+        return 0;
+    if (m->running > 0)
+        return 1;
+    for (i = 0; i < m->nslots; i++)
+        if (m->slots[i].state == MPU_QUEUED)
+            return 1;
+    return 0;
 }
 
 static void *
@@ -381,11 +392,39 @@ mpu_begin(mpu *m, s3_call *k)
     return 0;
 }
 
+/* Whether the credentials are due for a renewal (a fetch over the network):
+ * asked without the GIL's environment, which does not fetch. */
+static int
+creds_due(Client *c)
+{
+    cred_set *s = NULL;
+    const char *code = NULL;
+    buf_t err = BUF_INIT;
+    int rc;
+
+    if (c->cred.anonymous)
+        return 0;
+    rc = cred_get(&c->cred, 0, NULL, &s, &code, &err);
+    buf_free(&err);
+    if (rc == 0)
+        cred_release(&c->cred, s);
+    return rc == 1;
+}
+
 int
 mpu_prepare(mpu *m)
 {
+    cred_set *warm = NULL;
     int i;
 
+    if (creds_due(m->client)) {
+        /* the fetch runs while the pump drives the parts in flight: a slow
+         * credential source stalls no part that has its credentials */
+        pump_release(m);
+        if (client_creds(m->client, 0, &warm) < 0)
+            return -1;
+        cred_release(&m->client->cred, warm);
+    }
     pump_hold(m);
     for (i = 0; i < m->nslots; i++) {
         mpu_slot *s = &m->slots[i];

@@ -706,3 +706,70 @@ def test_an_upload_over_leaves_no_pump_thread_behind() -> None:
             time.sleep(0.05)
         assert c_threads() <= before
         assert len(fake.requests("DELETE", "uploadId=")) == 3
+
+
+@pytest.mark.parametrize("caller", ["away", "fetching"])
+def test_a_part_waiting_for_renewed_credentials_stops_no_other_part(
+        monkeypatch: pytest.MonkeyPatch, caller: str) -> None:
+    """One part refused for expired credentials waits for renewed ones, which the
+    caller fetches (with the GIL) at its next call; the other parts go on, both while
+    the caller is away between two write() calls and while its fetch takes long: here
+    part 2's retry after a 503 is stored meanwhile, and part 1 goes again with the
+    renewed set."""
+    expired = (b'<?xml version="1.0"?><Error><Code>ExpiredToken</Code>'
+               b"<Message>The provided token has expired.</Message></Error>")
+    slow_down = b'<?xml version="1.0"?><Error><Code>SlowDown</Code><Message>m</Message></Error>'
+    stored: dict[int, float] = {}
+    attempts: dict[int, list[str]] = {1: [], 2: [], 3: []}
+
+    def key_id(seen: Seen) -> str:
+        m = re.search(r"Credential=([^/]+)/", seen.headers.get("Authorization", ""))
+        return m.group(1) if m else ""
+
+    def script(seen: Seen) -> Reply:
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(seen.path).query,
+                                  keep_blank_values=True)
+        if seen.method == "POST" and "uploads" in q:
+            return Reply(200, b"<InitiateMultipartUploadResult><UploadId>u1</UploadId>"
+                              b"</InitiateMultipartUploadResult>")
+        if seen.method == "PUT" and "partNumber" in q:
+            number = int(q["partNumber"][0])
+            attempts[number].append(key_id(seen))
+            if number == 1 and key_id(seen) == "ASIASTALE00000001":
+                return Reply(400, expired)
+            if number == 2 and len(attempts[2]) == 1:
+                # answered after part 1's refusal; the retry 50 ms later
+                return Reply(503, slow_down, {"x-amz-retry-after": "50"}, delay=0.5)
+            stored[number] = time.monotonic()
+            return Reply(200, b"", {"ETag": f'"{hashlib.md5(seen.body).hexdigest()}"'})
+        if seen.method == "POST" and "uploadId" in q:
+            return Reply(200, b"<CompleteMultipartUploadResult><ETag>x</ETag>"
+                              b"</CompleteMultipartUploadResult>")
+        return Reply(204)
+
+    creds = [Creds("ASIASTALE00000001", "s", "t"), Creds("ASIAFRESH00000001", "s", "t2")]
+    fetch = 1.5 if caller == "fetching" else 0.0   # the source answers within 2 s
+    with ScriptedServer(script) as server, ContainerServer(creds, delay=[0.0, fetch]) as cs:
+        monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", cs.endpoint + "/creds")
+        c = _s3.Client("b", endpoint_url=server.endpoint, connect_timeout=5, read_timeout=10)
+        with c.writer("k", part_size=5 * MiB, threshold=0, max_inflight=2) as w:
+            w.write(b"x" * (10 * MiB))     # parts 1 and 2 in flight when write() returns
+            began = time.monotonic()
+            if caller == "away":           # the caller does something else
+                while 2 not in stored and time.monotonic() < began + 10:
+                    time.sleep(0.05)
+                assert 2 in stored, "part 2 stood still while part 1 waited for credentials"
+                assert 1 not in stored and attempts[1] == ["ASIASTALE00000001"]
+            else:                          # back at once (part 1 refused), a slow renewal
+                while not attempts[1] and time.monotonic() < began + 10:
+                    time.sleep(0.01)
+                time.sleep(0.1)
+                w.write(b"y" * 1000)
+                assert time.monotonic() - began >= fetch
+                assert 2 in stored and stored[2] - began < fetch, \
+                    "part 2 stood still while the caller fetched credentials"
+            w.write(b"y" * 1000)
+        assert sorted(stored) == [1, 2, 3]
+        assert attempts[1] == ["ASIASTALE00000001", "ASIAFRESH00000001"]
+        assert len(attempts[2]) == 2 and cs.issued == 2
+        assert not [s for s in server.seen if s.method == "DELETE"]
