@@ -383,12 +383,12 @@ mpu_begin(mpu *m, s3_call *k)
         PyErr_NoMemory();
         return -1;
     }
+    m->begun = 1;   /* from here on, a failure aborts the upload the server holds */
     m->parts = calloc(MPU_MAX_PARTS, sizeof(mpu_part));
     if (m->parts == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    m->begun = 1;
     return 0;
 }
 
