@@ -126,13 +126,17 @@ writer_dealloc(PyObject *self_)
     Writer *w = (Writer *)self_;
     PyTypeObject *tp = Py_TYPE(self_);
 
-    if (w->mpu_ready && w->pid != xfer_pid()) {
-        /* a child after fork(): the upload and its handles are the parent's,
-         * neither aborted nor closed here */
-        int i;
-        for (i = 0; w->m.slots && i < w->m.nslots; i++)
-            w->m.slots[i].h = NULL;
-        w->m.multi = NULL;
+    if (w->pid != xfer_pid()) {
+        /* a child after fork(): the upload is the parent's, its handles and
+         * memory in whatever state the parent's pump had them at the fork (a
+         * pointer freed and not yet cleared): neither aborted, closed nor freed
+         * here; its pages stay shared with the parent. The Client's locks are
+         * renewed first (one may have been held at the fork) */
+        PyObject *exc = s3_exc_take();
+        if (client_check_fork(w->client) < 0)
+            PyErr_Clear();
+        s3_exc_restore(exc);
+        w->mpu_ready = 0;
         w->closed = 1;
     }
     if (w->mpu_ready && !w->closed) {
