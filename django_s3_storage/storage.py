@@ -1291,7 +1291,7 @@ class S3Storage(Storage):
                 spool, gzip_size = packed
                 source = File(spool)
         try:
-            size_hint = source.size if spool is None else -1
+            size_hint = source.size  # of what goes: the gzip'd spool's, once made
         except (AttributeError, OSError, TypeError, ValueError):
             size_hint = -1
         if not isinstance(size_hint, int):

@@ -138,6 +138,26 @@ def test_gzip_streams_into_a_spool_and_reads_back(storage: S3Storage) -> None:
         assert f.size == len(text)
 
 
+def test_gzip_tells_the_upload_the_compressed_size(storage: S3Storage) -> None:
+    # a known size keeps every part the same size (a grown part is refused by R2);
+    # the Writer is the real one, the spy only records what save() asked for
+    asked: list[int] = []
+    writer = storage._writer
+
+    def spy(key: str, params: dict[str, Any], size_hint: int = -1, **kw: Any) -> Any:
+        asked.append(size_hint)
+        return writer(key, params, size_hint, **kw)
+
+    storage._writer = spy  # type: ignore[method-assign]
+    storage.gzip_spool_size = 4096
+    text = b"".join(b"p.note-%d { margin: 0 }\n" % i for i in range(100_000))
+    storage.save("sized.css", ContentFile(text))
+    storage.save("sized.bin", ContentFile(text))   # not compressed: its own size
+    meta = storage.meta("sized.css")
+    assert meta["ContentEncoding"] == "gzip"
+    assert asked == [meta["ContentLength"], len(text)]
+
+
 def test_gzip_that_does_not_shrink_stores_the_original(storage: S3Storage) -> None:
     storage.gzip_spool_size = 4096
     noise = os.urandom(300_000)   # text/plain by its name, incompressible
